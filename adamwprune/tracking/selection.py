@@ -1,0 +1,46 @@
+"""Which trackers a run uses, parsed from what the user typed (TRACKER=, --tracker)."""
+
+from __future__ import annotations
+
+from adamwprune.errors import UserError
+
+BACKENDS = ("trackio", "wandb")
+ALIASES = {"none": (), "both": BACKENDS}
+VALID_WORDS = ("none", "trackio", "wandb", "both")
+
+
+def parse_trackers(text: str | None) -> tuple[str, ...]:
+    """Parse a tracker selection into backend names, in canonical order.
+
+    Accepts ``none`` (also an empty/absent value), ``trackio``, ``wandb``, ``both``
+    and comma lists of those in any order; case-insensitive, whitespace
+    tolerated, duplicates collapsed. ``none`` cannot be combined with a backend.
+    """
+    if text is None or not text.strip():
+        return ()
+    words = [word.strip().lower() for word in text.split(",")]
+    chosen: set[str] = set()
+    saw_none = False
+    for word in words:
+        if not word:
+            raise UserError(f"empty item in tracker list {text!r}; "
+                            f"use a comma list of {', '.join(VALID_WORDS)}")
+        if word not in VALID_WORDS:
+            raise UserError(f"unknown tracker {word!r} in {text!r}; "
+                            f"valid choices: {', '.join(VALID_WORDS)} or a comma list such as wandb,trackio")
+        if word == "none":
+            saw_none = True
+        else:
+            chosen.update(ALIASES.get(word, (word,)))
+    if saw_none and chosen:
+        raise UserError(f"tracker list {text!r} combines 'none' with a tracker; "
+                        "use 'none' alone or list only trackers")
+    return tuple(name for name in BACKENDS if name in chosen)
+
+
+def format_trackers(backends: tuple[str, ...] | list[str]) -> str:
+    """The canonical spelling of a selection: ``none``, ``trackio``, ``wandb`` or ``both``."""
+    names = tuple(name for name in BACKENDS if name in backends)
+    if not names:
+        return "none"
+    return "both" if names == BACKENDS else names[0]
