@@ -1,0 +1,95 @@
+"""The run journal: ``<run_dir>/metrics.jsonl``, one JSON record per line.
+
+The writer is the only tracking code on the training process's hot path: it
+serializes a record and appends it with a single unbuffered ``os.write`` on an
+``O_APPEND`` descriptor, so a record is in the kernel (and survives ``kill -9``)
+before ``log()`` returns. The reader follows the file as it grows; a trailing
+line without its newline is an unfinished write and is left for later.
+
+Record shapes::
+
+    {"step": 10, "time": 1732700000.12, "metrics": {...}, "nonfinite": {"val_loss": "nan"}}
+    {"event": "end", "status": "finished", "time": ...}
+    {"event": "start", "time": ..., "resumed": true}
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+JOURNAL_NAME = "metrics.jsonl"
+
+
+class JournalWriter:
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write_metrics(self, step: int, finite: dict, nonfinite: dict | None) -> None:
+        record = {"step": step, "time": time.time(), "metrics": finite}
+        if nonfinite:
+            record["nonfinite"] = nonfinite
+        self._append(record)
+
+    def write_event(self, event: str, **fields) -> None:
+        self._append({"event": event, "time": time.time(), **fields})
+
+    def _append(self, record: dict) -> None:
+        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class JournalReader:
+    """Reads complete records from a journal, from a byte offset onwards."""
+
+    def __init__(self, path: Path, offset: int = 0):
+        self.path = path
+        self.offset = offset
+        self.bad_lines = 0
+        self._file = None
+        self._partial = b""
+
+    def read_available(self) -> Iterator[dict]:
+        """Yield the records completed since the last call; never blocks."""
+        if self._file is None:
+            if not self.path.exists():
+                return
+            self._file = open(self.path, "rb")
+            self._file.seek(self.offset)
+        chunk = self._file.read()
+        if not chunk:
+            return
+        data = self._partial + chunk
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        for line in data[:cut].splitlines():
+            self.offset += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.bad_lines += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_journal(path: Path) -> list[dict]:
+    """All complete records of a finished journal."""
+    reader = JournalReader(path)
+    try:
+        return list(reader.read_available())
+    finally:
+        reader.close()

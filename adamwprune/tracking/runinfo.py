@@ -1,0 +1,43 @@
+"""``<run_dir>/run.json``: what a delivery process or a replay needs to open the run."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+
+from adamwprune.tracking.backends import RunInfo
+
+RUN_INFO_NAME = "run.json"
+
+
+def new_wandb_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def write_run_info(info: RunInfo) -> None:
+    data = asdict(info)
+    data["run_dir"] = str(info.run_dir)
+    path = info.run_dir / RUN_INFO_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                                 default=str))
+    os.replace(tmp, path)
+
+
+def read_run_info(run_dir: Path) -> RunInfo:
+    from adamwprune.errors import UserError
+
+    path = Path(run_dir) / RUN_INFO_NAME
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; give the run directory that ExperimentTracker "
+                        "printed at start (it holds run.json and metrics.jsonl)") from None
+    except orjson.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err}); restore it or recreate it") from None
+    data["run_dir"] = Path(run_dir)
+    return RunInfo(**data)

@@ -1,0 +1,277 @@
+"""ExperimentTracker: the one object trainers log through.
+
+``log()`` serializes the metrics and appends them to ``<run_dir>/metrics.jsonl``
+with one unbuffered write, then returns: no backend code runs in the training
+process. A delivery process (adamwprune.tracking.delivery), started here, follows
+the journal and feeds Trackio and/or W&B. Only global rank 0 tracks anything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import netrc
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import orjson
+
+import adamwprune
+from adamwprune.errors import UserError
+from adamwprune.tracking.backends import BACKENDS, RunInfo
+from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
+from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter
+from adamwprune.tracking.runinfo import RUN_INFO_NAME, new_wandb_id, read_run_info, write_run_info
+from adamwprune.tracking.selection import format_trackers, parse_trackers
+from adamwprune.tracking.values import split_metrics
+
+STATUSES = ("finished", "failed", "interrupted", "crashed")
+WANDB_MODES = ("online", "offline", "dryrun", "disabled")
+
+
+class ExperimentTracker:
+    """Track one run in the selected backends (``none``, ``trackio``, ``wandb``, ``both``).
+
+    Use as a context manager (the exit status becomes the run's state) or call
+    :meth:`finish`. ``extra_backends`` maps a name to ``"module:Class"`` of a
+    custom :class:`adamwprune.tracking.backends.Backend`.
+    """
+
+    def __init__(self, trackers: str | Sequence[str] = "none", *, project: str, run_name: str,
+                 run_dir: str | os.PathLike, config: Mapping | None = None,
+                 wandb_entity: str | None = None, wandb_offline: bool = False,
+                 resume: bool = False, finish_timeout: float = 120.0,
+                 extra_backends: Mapping[str, str] | None = None):
+        text = trackers if isinstance(trackers, str) else ",".join(trackers)
+        self.backends = parse_trackers(text)
+        self.project = project
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+        self.finish_timeout = finish_timeout
+        self.enabled = int(os.environ.get("RANK", "0")) == 0
+        self.nonfinite_counts: dict[str, int] = {}
+        self.lost_records = 0
+        self._last_step = -1
+        self._lock = threading.Lock()
+        self._finished = False
+        self._journal: JournalWriter | None = None
+        self._delivery: subprocess.Popen | None = None
+        if not self.enabled:
+            return
+        if not project or not run_name:
+            raise UserError("a tracked run needs a project and a run name")
+        wandb_offline = _check_wandb(wandb_offline) if "wandb" in self.backends else wandb_offline
+        if "trackio" in self.backends:
+            _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
+        _require_writable(self.run_dir, "run directory", "choose another --output-dir")
+        info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
+        journal_path = self.run_dir / JOURNAL_NAME
+        offset = journal_path.stat().st_size if journal_path.exists() else 0
+        if offset and not resume:
+            raise UserError(f"{self.run_dir} already holds a run journal; resume it (--resume) "
+                            "or pick another run name")
+        write_run_info(info)
+        self._journal = JournalWriter(journal_path)
+        self._journal.write_event("start", resumed=bool(offset), trackers=format_trackers(self.backends))
+        selected = {name: BACKENDS[name] for name in self.backends}
+        selected.update(extra_backends or {})
+        if selected:
+            self._delivery = _start_delivery(self.run_dir, selected, offset, finish_timeout)
+        atexit.register(self._finish_at_exit)
+        names = "+".join(selected) or "none (journal only)"
+        print(f"tracking: {names} | project {project} | run {run_name} | run dir {self.run_dir}",
+              flush=True)
+
+    def _run_info(self, config: dict, entity: str | None, offline: bool, resume: bool) -> RunInfo:
+        wandb_id = new_wandb_id()
+        if resume and (self.run_dir / RUN_INFO_NAME).exists():
+            wandb_id = read_run_info(self.run_dir).wandb_id or wandb_id
+        return RunInfo(project=self.project, run_name=self.run_name, run_dir=self.run_dir,
+                       config=config, wandb_id=wandb_id, wandb_entity=entity,
+                       wandb_offline=offline, resume=resume)
+
+    # -- hot path -----------------------------------------------------------------
+    def log(self, metrics: Mapping, step: int | None = None) -> None:
+        """Record ``metrics`` at ``step`` (default: one past the last step). Never blocks
+        on a backend; NaN/inf are recorded and counted."""
+        if self._journal is None:
+            return
+        finite, nonfinite = split_metrics(metrics)
+        with self._lock:
+            step = self._last_step + 1 if step is None else int(step)
+            self._write(step, finite, nonfinite)
+
+    def log_system(self, metrics: Mapping) -> None:
+        """Record metrics sampled off the training thread (GPU monitor) at the current step."""
+        if self._journal is None:
+            return
+        finite, nonfinite = split_metrics(metrics)
+        with self._lock:
+            self._write(max(self._last_step, 0), finite, nonfinite)
+
+    def _write(self, step: int, finite: dict, nonfinite: dict | None) -> None:
+        if step > self._last_step:
+            self._last_step = step
+        if nonfinite:
+            self._count_nonfinite(nonfinite, step)
+        try:
+            self._journal.write_metrics(step, finite, nonfinite)
+        except OSError as err:
+            self.lost_records += 1
+            if self.lost_records == 1:
+                print(f"adamwprune tracking: cannot write {self._journal.path} ({err}); "
+                      "training goes on but these metrics are lost", file=sys.stderr, flush=True)
+
+    def _count_nonfinite(self, nonfinite: dict, step: int) -> None:
+        for name, kind in nonfinite.items():
+            count = self.nonfinite_counts.get(name, 0) + 1
+            self.nonfinite_counts[name] = count
+            if count == 1:
+                print(f"adamwprune tracking: {name} is {kind} at step {step} (logged as is; "
+                      "further non-finite values are counted)", file=sys.stderr, flush=True)
+
+    # -- end of run ---------------------------------------------------------------
+    def finish(self, status: str = "finished") -> dict | None:
+        """Close the journal, wait (bounded) for delivery, print one line per backend.
+
+        Returns the delivery status (``delivery.json``) or None when nothing was delivered.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._journal is None or self._finished:
+            return None
+        self._finished = True
+        atexit.unregister(self._finish_at_exit)
+        with self._lock:
+            self._journal.write_event("end", status=status)
+            self._journal.close()
+        result = self._wait_for_delivery() if self._delivery else None
+        self._print_summary(status, result)
+        return result
+
+    def _wait_for_delivery(self) -> dict | None:
+        try:
+            self._delivery.wait(self.finish_timeout + 10)
+        except subprocess.TimeoutExpired:
+            print(f"tracking: delivery still running in the background (pid {self._delivery.pid}); "
+                  f"progress in {self.run_dir / STATUS_NAME}", flush=True)
+        try:
+            return orjson.loads((self.run_dir / STATUS_NAME).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            print(f"tracking: the delivery process left no status; see {self.run_dir / LOG_NAME}",
+                  file=sys.stderr, flush=True)
+            return None
+
+    def _print_summary(self, status: str, result: dict | None) -> None:
+        lines = [f"tracking: run {self.run_name} {status}; run dir {self.run_dir}"]
+        for name, backend in (result or {}).get("backends", {}).items():
+            line = (f"tracking: {name}: {backend['delivered']} records delivered, "
+                    f"{backend['failed']} failed")
+            if backend["state"] in ("failed", "hung"):
+                line += f" ({backend['state']}: {backend['error']})"
+            if backend.get("where"):
+                line += f" -> {backend['where']}"
+            lines.append(line)
+        if self.nonfinite_counts:
+            counts = ", ".join(f"{k} x{v}" for k, v in self.nonfinite_counts.items())
+            lines.append(f"tracking: non-finite values logged: {counts}")
+        print("\n".join(lines), flush=True)
+
+    def _finish_at_exit(self) -> None:
+        self.finish("finished")
+
+    def __enter__(self) -> "ExperimentTracker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("interrupted")
+        else:
+            self.finish("failed")
+
+
+def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
+                    finish_timeout: float) -> subprocess.Popen:
+    """Start the delivery process in its own session (Ctrl-C stays with the trainer)."""
+    report_fd = os.dup(sys.stderr.fileno()) if _has_fileno(sys.stderr) else None
+    package_root = str(Path(adamwprune.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
+           "--offset", str(offset), "--parent-pid", str(os.getpid()),
+           "--drain-timeout", str(max(1.0, finish_timeout - 2))]
+    cmd += [f"--backend={name}={path}" for name, path in backends.items()]
+    if report_fd is not None:
+        cmd += ["--report-fd", str(report_fd)]
+    with open(run_dir / LOG_NAME, "ab") as log:
+        try:
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    pass_fds=(report_fd,) if report_fd is not None else (),
+                                    start_new_session=True, env=env)
+        finally:
+            if report_fd is not None:
+                os.close(report_fd)
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _trackio_dir() -> Path:
+    if os.environ.get("TRACKIO_DIR"):
+        return Path(os.environ["TRACKIO_DIR"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(hf_home) / "trackio"
+
+
+def _require_writable(directory: Path, what: str, hint: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {directory} is not writable ({err.strerror or err}); {hint}") from None
+
+
+def _check_wandb(offline_switch: bool) -> bool:
+    """Validate the W&B mode before training starts; return whether to run offline.
+
+    Online without an API key would sit at wandb's login prompt: fail now instead.
+    """
+    if offline_switch:
+        return True
+    mode = (os.environ.get("WANDB_MODE") or "online").strip().lower()
+    if mode not in WANDB_MODES:
+        raise UserError(f"WANDB_MODE={mode!r} is not a W&B mode; use one of {', '.join(WANDB_MODES)}")
+    if mode in ("offline", "dryrun"):
+        _require_writable(Path(os.environ.get("WANDB_DIR") or "."), "W&B directory",
+                          "set WANDB_DIR to a writable directory")
+        return True
+    if mode == "online" and not _wandb_api_key_present():
+        raise UserError("W&B is online but not logged in: run `wandb login`, or track offline "
+                        "with WANDB_MODE=offline (or --wandb-offline, CONFIG_WANDB_OFFLINE=y) "
+                        "and `wandb sync` later")
+    return False
+
+
+def _wandb_api_key_present() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        entry = netrc.netrc(os.environ.get("NETRC")).authenticators(host or "")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
