@@ -1,0 +1,64 @@
+"""Datasets for GPT-2 training: ``get_dataset(name)`` returns a TokenDataset.
+
+- ``pydocs``: byte-level, built in memory from Python's own docs; always available offline.
+- ``shakespeare``: tiny-shakespeare, GPT-2 BPE; ``python -m adamwprune.data prepare shakespeare``.
+- ``finewebedu``: FineWeb-Edu sample-10BT, GPT-2 BPE shards; ``make prepare-data DATASET=finewebedu``.
+
+See docs/datasets.md for formats and commands.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from adamwprune.data.tokens import TokenDataset, is_prepared, load_token_dir
+from adamwprune.errors import UserError
+
+DEFAULT_DATA_DIR = "data"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    needs_prepare: bool  # False: built in memory on load
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "finewebedu": DatasetInfo("finewebedu", "FineWeb-Edu sample-10BT (HF datasets), GPT-2 BPE, uint16 shards", True),
+    "shakespeare": DatasetInfo("shakespeare", "tiny-shakespeare (1.1 MB), GPT-2 BPE, 90/10 split", True),
+    "pydocs": DatasetInfo("pydocs", "Python's bundled docs (pydoc_data), byte-level, offline, 90/10 split", False),
+}
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("ADAMWPRUNE_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+def prepare_command(name: str, data_dir: Path | str | None = None) -> str:
+    """The command a user runs to prepare ``name`` (into ``data_dir``)."""
+    if data_dir is None or Path(data_dir) == Path(DEFAULT_DATA_DIR):
+        return f"make prepare-data DATASET={name}"
+    return f"python -m adamwprune.data prepare {name} --data-dir {data_dir}"
+
+
+def get_dataset(name: str, data_dir: str | Path | None = None) -> TokenDataset:
+    """Open dataset ``name``; prepared datasets are read from ``data_dir/name/``
+    (default ``$ADAMWPRUNE_DATA_DIR`` or ``data``)."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if name == "pydocs":
+        from adamwprune.data import pydocs
+
+        return pydocs.load()
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    directory = data_dir / name
+    if not is_prepared(directory):
+        raise UserError(f"dataset {name!r} is not prepared (no {directory}/meta.json); "
+                        f"run: {prepare_command(name, data_dir)}")
+    return load_token_dir(directory, name)
+
+
+__all__ = ["DATASETS", "DatasetInfo", "TokenDataset", "get_dataset", "prepare_command", "default_data_dir"]
