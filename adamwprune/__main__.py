@@ -1,0 +1,5 @@
+import sys
+
+from adamwprune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""Re-send a run journal to trackers (``adamwprune replay``).
+
+For a run whose delivery process died too, or a run tracked locally (or with
+``--tracker none``) that should go to W&B later. It is the delivery code run by
+hand; records a backend can tell it already holds (Trackio) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from adamwprune.errors import UserError
+from adamwprune.tracking.backends import BACKENDS
+from adamwprune.tracking.delivery import Reporter, deliver
+from adamwprune.tracking.journal import JOURNAL_NAME
+from adamwprune.tracking.selection import parse_trackers
+from adamwprune.tracking.tracker import _check_wandb, _require_writable, _trackio_dir
+from adamwprune.tracking.runinfo import read_run_info, write_run_info
+
+
+def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
+    names = parse_trackers(trackers)
+    if not names:
+        raise UserError("replay needs a tracker: --tracker trackio, wandb or both")
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if not (run_dir / JOURNAL_NAME).exists():
+        raise UserError(f"{run_dir / JOURNAL_NAME} not found; nothing to replay")
+    if "wandb" in names:
+        offline = _check_wandb(info.wandb_offline)
+        if offline != info.wandb_offline:
+            info.wandb_offline = offline
+            write_run_info(info)
+    if "trackio" in names:
+        _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
+    result = deliver(run_dir, {name: BACKENDS[name] for name in names}, replay=True,
+                     drain_timeout=timeout, report=Reporter(sys.stderr))
+    for name, backend in result["backends"].items():
+        line = (f"replay: {name}: {backend['delivered']} records delivered, {backend['skipped']} "
+                f"already there, {backend['failed']} failed")
+        if backend["error"]:
+            line += f" ({backend['error']})"
+        if backend["where"]:
+            line += f" -> {backend['where']}"
+        print(line, flush=True)
+    return result
