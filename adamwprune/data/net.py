@@ -45,8 +45,11 @@ def _one_line(err: BaseException) -> str:
         return f"HTTP {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):
         err = err.reason if isinstance(err.reason, BaseException) else err
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{type(err).__name__}: {first}".rstrip(": ")
 
 
 def check_reachable(url: str, timeout_s: float = DEFAULT_TIMEOUT_S, purpose: str = "") -> None:

@@ -315,3 +315,23 @@ def _open_shard(directory: Path, file: str, tokens: int, n_token_ids: int, redo:
         raise UserError(f"shard {path} holds token id {top}, beyond the {n_token_ids} ids of its encoding: "
                         f"corrupt or from another prepare; {redo}")
     return array
+
+
+def write_documents(out_dir: str | Path, *, dataset: str, documents: Iterable[str], encoder: TextEncoder,
+                    val_every: int, shard_tokens: int | None, max_tokens: int | None = None,
+                    max_docs: int | None = None, source: dict | None = None,
+                    progress: Callable[[int, int], None] | None = None, progress_every: int = 10_000_000
+                    ) -> dict:
+    """Tokenize ``documents`` (see ``tokenize_documents``) into shards under ``out_dir``;
+    returns the written meta. ``progress(tokens, documents)`` is called every
+    ``progress_every`` tokens."""
+    next_report = progress_every
+    with ShardWriter(out_dir, dataset=dataset, encoder=encoder, shard_tokens=shard_tokens,
+                     source=source) as writer:
+        for split, tokens in tokenize_documents(documents, encoder, val_every=val_every,
+                                                max_tokens=max_tokens, max_docs=max_docs):
+            writer.add(split, tokens)
+            if progress is not None and writer.tokens_written() >= next_report:
+                progress(writer.tokens_written(), sum(writer.documents.values()))
+                next_report += progress_every
+        return writer.finish()
