@@ -1,0 +1,3 @@
+from adamwprune.kconfig.cli import entry
+
+entry()

@@ -1,0 +1,108 @@
+"""What ``make``, ``make test_matrix`` and ``make show`` do with the configuration."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from adamwprune import matrix
+from adamwprune.errors import UserError
+from adamwprune.kconfig.generated import DOTCONFIG, load_config
+from adamwprune.kconfig.tree import REPO_ROOT, available_hint, parse_bool, tree_root
+from adamwprune.tracking.selection import format_trackers, parse_trackers
+
+CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
+
+
+def require_config(root: Path):
+    cfg = load_config(root)
+    if cfg is None:
+        raise UserError(f"no {DOTCONFIG} in {root}: run `make defconfig DEFCONFIG=<name>` first; "
+                        f"{available_hint(tree_root(root))}")
+    return cfg
+
+
+def trainer_command(cfg, root: Path) -> list[str]:
+    """``python <model>/train.py``, or torchrun with NPROC processes when NPROC > 1."""
+    script = tree_root(root) / cfg.MODEL / "train.py"
+    if not script.is_file():
+        raise UserError(f"the {cfg.MODEL} trainer is not available yet ({cfg.MODEL}/train.py is "
+                        "missing); GPT-2 trains today, e.g. make defconfig DEFCONFIG=gpt2-pydocs-cpu")
+    nproc = getattr(cfg, "NPROC", 1)
+    if nproc > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={nproc}", str(script)]
+    return [sys.executable, str(script)]
+
+
+def variable_flags(variables: dict[str, str]) -> list[str]:
+    """Trainer flags for make's command-line variables (``make TRACKER=trackio``)."""
+    flags = []
+    for name, value in variables.items():
+        if name == "TRACKER":
+            flags += ["--tracker", format_trackers(parse_trackers(value))]
+        elif name == "GPU_MONITOR":
+            flags.append("--gpu-monitor" if parse_bool(name, value) == "y" else "--no-gpu-monitor")
+        else:
+            raise UserError(f"unknown variable {name}; valid: TRACKER, GPU_MONITOR")
+    return flags
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def launch(command: list[str], cwd: Path) -> int:
+    """Run a trainer to completion; on Ctrl-C let it finish its tracker, then re-raise."""
+    print("+ " + shlex.join(command), flush=True)
+    process = subprocess.Popen(command, cwd=cwd, env=child_env())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        try:
+            process.wait(timeout=CHILD_GRACE_S)  # it got the same SIGINT
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
+
+
+def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> int:
+    """One training run, or the test matrix when it has several combinations."""
+    cfg = require_config(root)
+    base = trainer_command(cfg, root)
+    extra = variable_flags(variables)
+    combinations = matrix.expand(cfg)
+    if not force_matrix and len(combinations) == 1:
+        return launch(base + extra, root)
+    outcomes = matrix.run_all(combinations, cfg.MODEL,
+                              lambda flags: launch(base + flags + extra, root))
+    run_dir = lambda name: str(Path(cfg.OUTPUT_DIR) / cfg.TRACKER_PROJECT / name)  # noqa: E731
+    print("\n".join(matrix.summary(outcomes, run_dir)), flush=True)
+    failed = [o.run_name for o in outcomes if not o.ok]
+    if failed:
+        print(f"adamwprune.kconfig: error: {len(failed)} of {len(outcomes)} test-matrix runs "
+              f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def show(root: Path) -> int:
+    """Serve the Trackio dashboard for the configured project on TRACKIO_PORT."""
+    cfg = require_config(root)
+    project, port = cfg.TRACKER_PROJECT, cfg.TRACKIO_PORT
+    print(f"Trackio dashboard for project {project} on http://127.0.0.1:{port} "
+          "(Ctrl-C to stop)", flush=True)
+    import trackio
+
+    try:
+        trackio.show(project=project, server_port=port, block_thread=True)
+    except OSError as err:
+        raise UserError(f"cannot serve the dashboard on port {port} ({err}); "
+                        "change CONFIG_TRACKIO_PORT with make menuconfig") from None
+    return 0

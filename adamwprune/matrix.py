@@ -1,0 +1,97 @@
+"""Test matrix: every selected optimizer x pruning method x sparsity, one run each.
+
+A dimension with nothing selected in the "Test matrix" menu falls back to the
+single-run setting (OPTIMIZER, PRUNING_METHOD, TARGET_SPARSITY). Dense runs
+(pruning "none") happen once per optimizer, not once per sparsity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from adamwprune.errors import UserError
+
+TEST_OPTIMIZERS = {"TEST_OPTIMIZER_SGD": "sgd", "TEST_OPTIMIZER_ADAM": "adam",
+                   "TEST_OPTIMIZER_ADAMW": "adamw", "TEST_OPTIMIZER_ADAMWSPAM": "adamwspam",
+                   "TEST_OPTIMIZER_ADAMWPRUNE": "adamwprune"}
+TEST_PRUNING_METHODS = {"TEST_PRUNING_NONE": "none", "TEST_PRUNING_MAGNITUDE": "magnitude",
+                        "TEST_PRUNING_MOVEMENT": "movement", "TEST_PRUNING_STATE": "state"}
+TEST_SPARSITIES = {"TEST_SPARSITY_50": 0.5, "TEST_SPARSITY_70": 0.7, "TEST_SPARSITY_90": 0.9}
+
+
+@dataclass(frozen=True)
+class Combination:
+    optimizer: str
+    pruning_method: str
+    target_sparsity: float  # 0.0 for dense runs
+
+    def run_name(self, model: str) -> str:
+        """``{model}_{optimizer}_{pruning}_{sparsity %}``, e.g. ``gpt2_adamw_magnitude_50``."""
+        return f"{model}_{self.optimizer}_{self.pruning_method}_{round(self.target_sparsity * 100)}"
+
+    def flags(self, model: str) -> list[str]:
+        flags = ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method]
+        if self.pruning_method != "none":
+            flags += ["--target-sparsity", f"{self.target_sparsity:g}"]
+        return flags + ["--tracker-run-name", self.run_name(model)]
+
+
+def _selected(cfg, table: dict[str, object]) -> list:
+    return [value for symbol, value in table.items() if getattr(cfg, symbol, False)]
+
+
+def expand(cfg) -> list[Combination]:
+    """The combinations the configuration selects, in menu order."""
+    optimizers = _selected(cfg, TEST_OPTIMIZERS) or [cfg.OPTIMIZER]
+    methods = _selected(cfg, TEST_PRUNING_METHODS) or [cfg.PRUNING_METHOD]
+    sparsities = _selected(cfg, TEST_SPARSITIES)
+    if not sparsities and hasattr(cfg, "TARGET_SPARSITY"):
+        sparsities = [cfg.TARGET_SPARSITY]
+    if not sparsities and any(method != "none" for method in methods):
+        raise UserError("the test matrix prunes but selects no target sparsity; enable one of "
+                        + ", ".join(f"CONFIG_{name}" for name in TEST_SPARSITIES))
+    combinations = []
+    for optimizer in optimizers:
+        for method in methods:
+            for sparsity in ([0.0] if method == "none" else sparsities):
+                combinations.append(Combination(optimizer, method, sparsity))
+    return combinations
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_name: str
+    returncode: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_all(combinations: Sequence[Combination], model: str,
+            launch: Callable[[list[str]], int]) -> list[Outcome]:
+    """Run each combination (``launch(flags) -> exit code``), going on after a failure."""
+    outcomes = []
+    for number, combination in enumerate(combinations, 1):
+        name = combination.run_name(model)
+        print(f"=== test matrix {number}/{len(combinations)}: {name} ===", flush=True)
+        start = time.monotonic()
+        returncode = launch(combination.flags(model))
+        outcomes.append(Outcome(name, returncode, time.monotonic() - start))
+    return outcomes
+
+
+def summary(outcomes: Sequence[Outcome], run_dir: Callable[[str], str]) -> list[str]:
+    """One line per combination, then a totals line."""
+    width = max((len(o.run_name) for o in outcomes), default=0)
+    lines = []
+    for outcome in outcomes:
+        status = "ok    " if outcome.ok else f"FAILED (exit {outcome.returncode})"
+        lines.append(f"  {outcome.run_name:<{width}}  {status:<18} {outcome.seconds:7.1f}s  "
+                     f"{run_dir(outcome.run_name)}")
+    failed = sum(not o.ok for o in outcomes)
+    lines.append(f"test matrix: {len(outcomes)} runs, {len(outcomes) - failed} ok, {failed} failed")
+    return lines
