@@ -1,0 +1,76 @@
+"""Checkpoints written atomically: a reader sees the old file or the new one, never half of one.
+
+``ckpt_last.pt`` (everything needed to resume) is written at each eval point and at
+the end; ``ckpt_best.pt`` (model weights) only when the validation loss improves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+LAST_NAME = "ckpt_last.pt"
+BEST_NAME = "ckpt_best.pt"
+
+
+def save_atomic(state: dict[str, Any], path: Path | str) -> Path:
+    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, then rename over ``path``."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories can't be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
+    import torch
+
+    return torch.load(Path(path), map_location=map_location, weights_only=False)
+
+
+class BestCheckpoint:
+    """Keeps the best validation loss seen and saves ``ckpt_best.pt`` only when it improves."""
+
+    def __init__(self, path: Path | str, best_val_loss: float = math.inf, enabled: bool = True):
+        self.path = Path(path)
+        self.best_val_loss = best_val_loss
+        self.enabled = enabled
+
+    def update(self, val_loss: float, make_state: Callable[[], dict[str, Any]]) -> bool:
+        """Record ``val_loss``; if it beats the best so far, save ``make_state()`` and return True.
+
+        NaN never counts as an improvement. ``make_state`` is only called when saving.
+        """
+        if not val_loss < self.best_val_loss:  # also False for NaN
+            return False
+        self.best_val_loss = val_loss
+        if self.enabled:
+            save_atomic(make_state(), self.path)
+        return True
