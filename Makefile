@@ -63,7 +63,7 @@ demo: $(STAMP)
 	$(PY) -m adamwprune.tracking.selftest trackio
 
 prepare-data: $(STAMP)
-	$(PY) -m adamwprune.data prepare $(or $(DATASET),finewebedu)
+	$(PY) -m adamwprune.data prepare $(or $(DATASET),finewebedu) $(PREPARE_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tracker_log_latency.py

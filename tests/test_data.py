@@ -304,3 +304,33 @@ def test_a_silent_server_times_out_quickly():
         with pytest.raises(UserError, match=r"cannot reach .*(timed out|no answer within)"):
             check_reachable(f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout_s=1)
         assert time.monotonic() - start < 5
+
+
+def gpt2_bpe_is_cached() -> bool:
+    """Whether tiktoken can load GPT-2 BPE without a download (it caches by URL hash)."""
+    import hashlib
+    import tempfile
+
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "data-gym-cache")
+    base = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    return all(os.path.exists(os.path.join(cache, hashlib.sha1((base + f).encode()).hexdigest()))
+               for f in ("vocab.bpe", "encoder.json"))
+
+
+@pytest.mark.skipif(not gpt2_bpe_is_cached(), reason="tiktoken's GPT-2 BPE is not cached here; "
+                    "the tests do not download it (the offline error is tested above)")
+def test_shakespeare_with_real_gpt2_bpe(tmp_path):
+    import tiktoken
+
+    from adamwprune.data.encoding import gpt2_encoder
+
+    text = "KING RICHARD III:\nNow is the winter of our discontent\n" * 50
+    (tmp_path / "input.txt").write_text(text)
+    shakespeare.prepare(tmp_path / "data", from_file=tmp_path / "input.txt", encoder=gpt2_encoder())
+    ds = get_dataset("shakespeare", tmp_path / "data")
+    assert ds.vocab_size == 50304 and ds.n_token_ids == 50257 and ds.eot_token == 50256
+    enc = tiktoken.get_encoding("gpt2")
+    cut = int(len(text) * 0.9)
+    assert enc.decode(np.concatenate(ds._arrays("train")).tolist()) == text[:cut]
+    assert enc.decode(np.concatenate(ds._arrays("val")).tolist()) == text[cut:]

@@ -53,12 +53,11 @@ def _one_line(err: BaseException) -> str:
 
 
 def check_reachable(url: str, timeout_s: float = DEFAULT_TIMEOUT_S, purpose: str = "") -> None:
-    """Make sure ``url``'s server answers at all (any HTTP status counts)."""
+    """Make sure ``url`` answers a GET with success (an error status from a proxy or a
+    captive portal counts as unreachable)."""
     def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
-        except urllib.error.HTTPError:
-            pass  # the server answered: it is reachable, which is all this checks
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            response.read(1)
 
     call_with_deadline(probe, timeout_s + 1, f"cannot reach {url}{f' ({purpose})' if purpose else ''}")
 
