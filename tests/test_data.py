@@ -36,13 +36,13 @@ def test_pydocs_split_is_deterministic_disjoint_and_complete():
     first, second = get_dataset("pydocs"), get_dataset("pydocs")
     assert first.vocab_size == 256 and first.encoding == "bytes"
     corpus = np.frombuffer(pydocs.corpus_bytes(), dtype=np.uint8)
-    train, val = (np.concatenate(first._arrays(s)) for s in ("train", "val"))
+    train, val = (np.concatenate(first.shards(s)) for s in ("train", "val"))
     # train is the head of the corpus and val the tail: disjoint, together everything
     assert np.array_equal(np.concatenate([train, val]), corpus)
     assert len(val) == len(corpus) - int(len(corpus) * 0.9)
     assert first.num_tokens("train") == len(train) > 300_000
     for split in ("train", "val"):
-        assert np.array_equal(np.concatenate(first._arrays(split)), np.concatenate(second._arrays(split)))
+        assert np.array_equal(np.concatenate(first.shards(split)), np.concatenate(second.shards(split)))
     from pydoc_data.topics import topics
     assert bytes(train[:200].astype(np.uint8)).decode().startswith(topics[sorted(topics)[0]][:100])
 
@@ -129,7 +129,7 @@ def test_shard_writer_round_trip(tmp_path):
 
     ds = get_dataset("finewebedu", tmp_path)
     assert ds.num_tokens("train") == len(expected_train) and ds.vocab_size == 256 and ds.eot_token == 0
-    val = np.concatenate(ds._arrays("val"))
+    val = np.concatenate(ds.shards("val"))
     assert bytes(val.astype(np.uint8)).split(b"\0")[:3] == [docs[0].encode(), docs[20].encode(), docs[40].encode()]
     x, y = ds.get_batch("train", 8, 32, torch.Generator().manual_seed(0))
     assert all(bytes(row.tolist()) in expected_train for row in x)
@@ -209,8 +209,8 @@ def test_shakespeare_from_a_local_file(tmp_path):
     shakespeare.prepare(tmp_path / "data", from_file=text_file, encoder=byte_encoder())
     ds = get_dataset("shakespeare", tmp_path / "data")
     cut = int(len(text) * 0.9)
-    assert bytes(np.concatenate(ds._arrays("train")).astype(np.uint8)).decode() == text[:cut]
-    assert bytes(np.concatenate(ds._arrays("val")).astype(np.uint8)).decode() == text[cut:]
+    assert bytes(np.concatenate(ds.shards("train")).astype(np.uint8)).decode() == text[:cut]
+    assert bytes(np.concatenate(ds.shards("val")).astype(np.uint8)).decode() == text[cut:]
     assert sorted(p.name for p in (tmp_path / "data" / "shakespeare").iterdir()) == ["meta.json", "train.bin", "val.bin"]
 
 
@@ -332,5 +332,5 @@ def test_shakespeare_with_real_gpt2_bpe(tmp_path):
     assert ds.vocab_size == 50304 and ds.n_token_ids == 50257 and ds.eot_token == 50256
     enc = tiktoken.get_encoding("gpt2")
     cut = int(len(text) * 0.9)
-    assert enc.decode(np.concatenate(ds._arrays("train")).tolist()) == text[:cut]
-    assert enc.decode(np.concatenate(ds._arrays("val")).tolist()) == text[cut:]
+    assert enc.decode(np.concatenate(ds.shards("train")).tolist()) == text[:cut]
+    assert enc.decode(np.concatenate(ds.shards("val")).tolist()) == text[cut:]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
@@ -78,9 +78,10 @@ class TokenDataset:
         return padded_vocab_size(self.n_token_ids)
 
     def num_tokens(self, split: str) -> int:
-        return sum(len(a) for a in self._arrays(split))
+        return sum(len(a) for a in self.shards(split))
 
-    def _arrays(self, split: str) -> list[np.ndarray]:
+    def shards(self, split: str) -> list[np.ndarray]:
+        """The 1-D token arrays (memmaps of shard files, or in memory) of ``split``."""
         if split not in self._splits:
             raise ValueError(f"unknown split {split!r}; use one of {', '.join(self._splits)}")
         return self._splits[split]
@@ -96,7 +97,7 @@ class TokenDataset:
         """
         import torch
 
-        arrays = self._arrays(split)
+        arrays = self.shards(split)
         window = block_size + 1
         starts_per_array = np.array([max(len(a) - window + 1, 0) for a in arrays], dtype=np.int64)
         total_starts = int(starts_per_array.sum())
