@@ -27,15 +27,17 @@ class Combination:
     pruning_method: str
     target_sparsity: float  # 0.0 for dense runs
 
-    def run_name(self, model: str) -> str:
-        """``{model}_{optimizer}_{pruning}_{sparsity %}``, e.g. ``gpt2_adamw_magnitude_50``."""
-        return f"{model}_{self.optimizer}_{self.pruning_method}_{round(self.target_sparsity * 100)}"
+    def run_name(self, model: str, prefix: str = "") -> str:
+        """``{model}_{optimizer}_{pruning}_{sparsity %}``, e.g. ``gpt2_adamw_magnitude_50``,
+        after ``{prefix}_`` when the configuration names the matrix (TRACKER_RUN_NAME)."""
+        name = f"{model}_{self.optimizer}_{self.pruning_method}_{round(self.target_sparsity * 100)}"
+        return f"{prefix}_{name}" if prefix else name
 
-    def flags(self, model: str) -> list[str]:
+    def flags(self, model: str, prefix: str = "") -> list[str]:
         flags = ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method]
         if self.pruning_method != "none":
             flags += ["--target-sparsity", f"{self.target_sparsity:g}"]
-        return flags + ["--tracker-run-name", self.run_name(model)]
+        return flags + ["--tracker-run-name", self.run_name(model, prefix)]
 
 
 def _selected(cfg, table: dict[str, object]) -> list:
@@ -71,15 +73,15 @@ class Outcome:
         return self.returncode == 0
 
 
-def run_all(combinations: Sequence[Combination], model: str,
+def run_all(combinations: Sequence[Combination], model: str, prefix: str,
             launch: Callable[[list[str]], int]) -> list[Outcome]:
     """Run each combination (``launch(flags) -> exit code``), going on after a failure."""
     outcomes = []
     for number, combination in enumerate(combinations, 1):
-        name = combination.run_name(model)
+        name = combination.run_name(model, prefix)
         print(f"=== test matrix {number}/{len(combinations)}: {name} ===", flush=True)
         start = time.monotonic()
-        returncode = launch(combination.flags(model))
+        returncode = launch(combination.flags(model, prefix))
         outcomes.append(Outcome(name, returncode, time.monotonic() - start))
     return outcomes
 

@@ -54,8 +54,11 @@ def cmd_defconfig(root: Path, args) -> int:
     kconf = open_tree(root)
     load_strict(kconf, path)
     apply_command_line(kconf, _variables(args.set))
-    resolve_project(kconf)
-    values = typed_values(kconf)  # reject bad values before anything is written
+    resolve_project(kconf, root)
+    try:
+        values = typed_values(kconf)  # reject bad values before anything is written
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     source = _shown(path, root)
     write_dotconfig(kconf, root / DOTCONFIG, f"make defconfig DEFCONFIG={source}")
     write_pyconfig(kconf, root)
@@ -81,7 +84,7 @@ def cmd_menuconfig(root: Path, args) -> int:
     kconf = open_tree(root)
     load_strict(kconf, dotconfig)
     before = kconf.syms["TRACKER_PROJECT"].str_value
-    if resolve_project(kconf) != before:
+    if resolve_project(kconf, root) != before:
         write_dotconfig(kconf, dotconfig, "make menuconfig")
     typed_values(kconf)
     write_pyconfig(kconf, root)
@@ -92,7 +95,7 @@ def cmd_savedefconfig(root: Path, args) -> int:
     """Write the minimal defconfig for .config (auto project name and trackers left out)."""
     kconf = open_tree(root)
     load_strict(kconf, root / DOTCONFIG)
-    if kconf.syms["TRACKER_PROJECT"].str_value in auto_project_names():
+    if kconf.syms["TRACKER_PROJECT"].str_value in auto_project_names(root):
         set_symbol(kconf, "TRACKER_PROJECT", "")
     apply_command_line(kconf, {})  # trackers come from TRACKER= at defconfig time
     print(kconf.write_min_config(str(root / args.output)))

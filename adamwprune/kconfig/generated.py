@@ -137,7 +137,7 @@ def regenerate(root: Path) -> None:
     kconf = open_tree(root)
     load_strict(kconf, root / DOTCONFIG)
     if kconf.syms["TRACKER_PROJECT"].str_value == "":
-        resolve_project(kconf)  # a hand-written .config without a project name
+        resolve_project(kconf, root)  # a hand-written .config without a project name
     write_pyconfig(kconf, root)
 
 

@@ -9,6 +9,7 @@ those is a UserError naming the file, the line and the symbol.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from adamwprune.errors import UserError
@@ -21,6 +22,8 @@ PREFIX = "CONFIG_"
 BOOL_WORDS = {"y": "y", "yes": "y", "1": "y", "true": "y", "on": "y",
               "n": "n", "no": "n", "0": "n", "false": "n", "off": "n"}
 COMMAND_LINE_VARIABLES = ("TRACKER", "GPU_MONITOR")
+# kconfiglib says a bad line is ignored; here it is an error, so drop that wording
+IGNORED_RE = re.compile(r"^ignoring |[.]? *(-- )?[Aa]ssignment ignored[.]?$| \(defined at [^)]*\)")
 
 
 def tree_root(root: Path) -> Path:
@@ -64,11 +67,12 @@ def _undefined_message(kconf, name: str) -> str:
 
 
 def _clean_warning(text: str) -> str:
-    # "path:12: warning: ignoring malformed line 'x'" -> "line 12: ignoring malformed line 'x'"
+    """kconfiglib's "path:12: warning: ignoring malformed line 'x'" -> "line 12: malformed line 'x'"."""
     head, sep, message = text.partition("warning: ")
     line = head.rstrip(": ").rpartition(":")[2]
     where = f"line {line}: " if line.isdigit() else ""
-    return where + (message if sep else text).splitlines()[0]
+    message = (message if sep else text).splitlines()[0]
+    return where + IGNORED_RE.sub("", message)
 
 
 def _ineffective_assignments(kconf) -> list[str]:
@@ -141,18 +145,20 @@ def parse_bool(name: str, text: str) -> str:
     return word
 
 
-def auto_project_names() -> set[str]:
-    return {project_name(model) for model in CHOICES["MODEL"].values()}
+def auto_project_names(root: Path) -> set[str]:
+    return {project_name(model, directory=root.name) for model in CHOICES["MODEL"].values()}
 
 
-def resolve_project(kconf) -> str:
+def resolve_project(kconf, root: Path) -> str:
     """Fill TRACKER_PROJECT with ``{model}-{checksum}`` unless the user chose a name.
 
-    An empty value, or the auto name of some model (left over from a model change
-    in menuconfig), counts as "not chosen"."""
+    The checksum uses root's name as the directory (root is the current directory
+    for make). An empty value, or the auto name of some model (left over from a
+    model change in menuconfig), counts as "not chosen"."""
     sym = kconf.syms["TRACKER_PROJECT"]
-    if sym.str_value in auto_project_names() | {""}:
-        set_symbol(kconf, "TRACKER_PROJECT", project_name(choice_value(kconf, "MODEL")))
+    if sym.str_value in auto_project_names(root) | {""}:
+        model = choice_value(kconf, "MODEL")
+        set_symbol(kconf, "TRACKER_PROJECT", project_name(model, directory=root.name))
     return sym.str_value
 
 

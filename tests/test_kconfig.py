@@ -1,0 +1,366 @@
+"""Configuration layer: defconfig -> .config -> config.py, make variables, bad input.
+
+Every command runs in tmp_path (its own .config and config.py); the Kconfig tree
+and defconfigs come from this checkout. The helpers here are shared by the other
+tests/test_kconfig_*.py files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adamwprune.kconfig import load_config, trainer_defaults
+from adamwprune.kconfig.symbols import TRAINER_DESTS
+from adamwprune.kconfig.tree import list_defconfigs
+from adamwprune.tracking.naming import project_name
+from conftest import REPO
+
+ERROR_PREFIX = "adamwprune.kconfig: error: "
+VENV = Path(sys.prefix)  # the venv running the tests; the Makefile's $(VENV)
+ALL_DEFCONFIGS = list_defconfigs(REPO)
+ASSIGNMENT_RE = re.compile(r"^CONFIG_(\w+)=(.*)$")
+UNSET_RE = re.compile(r"^# CONFIG_(\w+) is not set$")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    for name in ("TRACKER", "GPU_MONITOR", "srctree", "KCONFIG_CONFIG"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def kconfig(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """``python -m adamwprune.kconfig ARGS`` in root."""
+    return subprocess.run([sys.executable, "-m", "adamwprune.kconfig", *args], cwd=root,
+                          env=child_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def make(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """The real Makefile run in root, with this venv (its install stamp taken as done)."""
+    command = ["make", "--no-print-directory", "-C", str(root), "-f", str(REPO / "Makefile"),
+               f"VENV={VENV}", "-o", str(VENV / ".installed"), *args]
+    return subprocess.run(command, env=child_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single error line of a failed command (without the prefix)."""
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(ERROR_PREFIX), proc.stderr
+    return lines[0][len(ERROR_PREFIX):]
+
+
+def make_error(proc: subprocess.CompletedProcess) -> str:
+    """Our one error line in make's stderr (make adds its own "*** Error 2" line)."""
+    assert proc.returncode != 0, proc.stdout
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert len(ours) == 1 and ours[0].startswith(ERROR_PREFIX), proc.stderr
+    return ours[0][len(ERROR_PREFIX):]
+
+
+def read_assignments(path: Path) -> dict[str, str]:
+    """NAME -> raw value of a .config/defconfig ("n" for "# CONFIG_X is not set")."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if match := ASSIGNMENT_RE.match(line):
+            values[match.group(1)] = match.group(2)
+        elif match := UNSET_RE.match(line):
+            values[match.group(1)] = "n"
+    return values
+
+
+def defconfig(root: Path, name: str, *variables: str) -> subprocess.CompletedProcess:
+    args = ["defconfig", name] + [item for var in variables for item in ("--set", var)]
+    proc = kconfig(root, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def write_defconfig(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def typed(raw: str) -> object:
+    """The Python value a raw .config value should become (floats per the symbol table)."""
+    if raw in ("y", "n"):
+        return raw == "y"
+    if raw.startswith('"'):
+        return raw[1:-1]
+    return int(raw)
+
+
+# --- defconfig -> .config -> config.py -----------------------------------------------------
+
+def test_the_spec_and_issue_defconfigs_exist():
+    assert {"gpt2-finewebedu-a10gx4", "gpt2-pydocs-cpu", "test-matrix-cpu", "lenet5",
+            "resnet50"} <= set(ALL_DEFCONFIGS)
+    assert (REPO / "gpt2/defconfigs/gpt2-finewebedu-a10gx4").is_file()
+
+
+@pytest.mark.parametrize("name", ALL_DEFCONFIGS)
+def test_defconfig_round_trips_through_dotconfig_and_config_py(tmp_path, name):
+    from adamwprune.kconfig.symbols import FLOAT_RANGES
+
+    defconfig(tmp_path, name)
+    source = next(p for p in REPO.glob(f"**/defconfigs/{name}") if ".venv" not in p.parts)
+    wanted = read_assignments(source)
+    written = read_assignments(tmp_path / ".config")
+    for symbol, raw in wanted.items():
+        assert written[symbol] == raw, symbol  # every line of the defconfig is in .config
+    cfg = load_config(tmp_path)
+    for symbol, raw in written.items():
+        value = getattr(cfg, symbol)
+        expected = float(typed(raw)) if symbol in FLOAT_RANGES else typed(raw)
+        if symbol == "TRACKER_PROJECT":
+            expected = raw.strip('"')
+        assert value == expected and type(value) is type(expected), symbol
+    # savedefconfig gives a minimal file that reproduces the same .config
+    assert kconfig(tmp_path, "savedefconfig", "saved").returncode == 0
+    again = tmp_path / "again"
+    again.mkdir()
+    defconfig(again, str(tmp_path / "saved"))
+    assert read_assignments(again / ".config") == written | {
+        "TRACKER_PROJECT": f'"{project_name(cfg.MODEL, directory="again")}"'}
+    assert set(read_assignments(tmp_path / "saved")) <= set(wanted), "savedefconfig is not minimal"
+
+
+def test_config_values_are_typed(tmp_path):
+    defconfig(tmp_path, "gpt2-finewebedu-a10gx4")
+    cfg = load_config(tmp_path)
+    assert cfg.LEARNING_RATE == 6e-4 and type(cfg.LEARNING_RATE) is float
+    assert cfg.GPU_MONITOR_INTERVAL == 1.0 and type(cfg.GPU_MONITOR_INTERVAL) is float
+    assert cfg.BATCH_SIZE == 16 and type(cfg.BATCH_SIZE) is int
+    assert cfg.COMPILE is True and cfg.ENABLE_WANDB is False
+    assert cfg.GPT2_MODEL_NAME == "gpt2" and cfg.DATASET == "finewebedu"
+    # derived strings from the choices
+    assert (cfg.MODEL, cfg.OPTIMIZER, cfg.PRUNING_METHOD, cfg.LR_SCHEDULE) == (
+        "gpt2", "adamwspam", "none", "cosine")
+    assert cfg.NPROC == 4 and cfg.GPU_MONITOR is True
+
+
+def test_float_type_comes_from_the_symbol_table_not_the_text(tmp_path):
+    dc = write_defconfig(tmp_path / "dc", "CONFIG_LEARNING_RATE=\"1\"", "CONFIG_OUTPUT_DIR=\"1e3\"")
+    defconfig(tmp_path, str(dc))
+    cfg = load_config(tmp_path)
+    assert cfg.LEARNING_RATE == 1.0 and type(cfg.LEARNING_RATE) is float
+    assert cfg.OUTPUT_DIR == "1e3"  # a string symbol stays a string even when it looks like a number
+
+
+def test_bare_name_and_path_give_the_same_configuration(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    defconfig(tmp_path / "a", "gpt2-finewebedu-a10gx4")
+    defconfig(tmp_path / "b", "gpt2/defconfigs/gpt2-finewebedu-a10gx4")
+    a, b = read_assignments(tmp_path / "a/.config"), read_assignments(tmp_path / "b/.config")
+    assert a.pop("TRACKER_PROJECT") != b.pop("TRACKER_PROJECT")  # directory names differ
+    assert a == b
+
+
+def test_spec_developer_snippet_reads_the_generated_config(tmp_path):
+    defconfig(tmp_path, "gpt2-pydocs-cpu", "TRACKER=both")
+    snippet = ("import sys\nsys.path.append('.')\nfrom config import config\n"
+               "print(getattr(config, 'ENABLE_TRACKIO', False), getattr(config, 'ENABLE_WANDB', False),"
+               " getattr(config, 'TRACKER_PROJECT', 'my-project'), getattr(config, 'WANDB_PROJECT', 'p'))")
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, check=True)
+    project = read_assignments(tmp_path / ".config")["TRACKER_PROJECT"].strip('"')
+    assert proc.stdout.split() == ["True", "True", project, "p"]
+
+
+def test_config_py_is_regenerated_when_dotconfig_changes(tmp_path):
+    defconfig(tmp_path, "gpt2-pydocs-cpu")
+    dotconfig = tmp_path / ".config"
+    dotconfig.write_text(dotconfig.read_text().replace("CONFIG_BATCH_SIZE=16", "CONFIG_BATCH_SIZE=5"))
+    # a plain import notices the change and rewrites config.py ...
+    code = "from config import config; print(config.BATCH_SIZE)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "5"
+    assert "BATCH_SIZE=5," in (tmp_path / "config.py").read_text()
+    # ... and so does load_config
+    dotconfig.write_text(dotconfig.read_text().replace("CONFIG_BATCH_SIZE=5", "CONFIG_BATCH_SIZE=7"))
+    assert load_config(tmp_path).BATCH_SIZE == 7
+    assert "BATCH_SIZE=7," in (tmp_path / "config.py").read_text()
+
+
+def test_load_config_without_dotconfig_is_none(tmp_path):
+    assert load_config(tmp_path) is None
+
+
+def test_hand_written_minimal_dotconfig_gets_defaults_and_a_project(tmp_path):
+    (tmp_path / ".config").write_text("CONFIG_MODEL_LENET5=y\nCONFIG_BATCH_SIZE=32\n")
+    cfg = load_config(tmp_path)
+    assert (cfg.MODEL, cfg.BATCH_SIZE, cfg.DATASET) == ("lenet5", 32, "mnist")
+    assert cfg.TRACKER_PROJECT == project_name("lenet5", directory=tmp_path.name)
+    assert not hasattr(cfg, "BLOCK_SIZE")  # GPT-2 only: hidden, so not in the config
+
+
+# --- TRACKER= and other make variables ------------------------------------------------------
+
+TRACKER_TABLE = [
+    ((), (False, False)),
+    (("TRACKER=none",), (False, False)),
+    (("TRACKER=trackio",), (True, False)),
+    (("TRACKER=wandb",), (False, True)),
+    (("TRACKER=both",), (True, True)),
+    (("TRACKER=wandb,trackio",), (True, True)),
+    (("TRACKER=trackio,wandb",), (True, True)),
+]
+
+
+@pytest.mark.parametrize("variables,expected", TRACKER_TABLE, ids=lambda v: str(v))
+def test_make_defconfig_tracker_table(tmp_path, variables, expected):
+    # the defconfig asks for W&B; TRACKER on the command line decides, and without it tracking is off
+    dc = write_defconfig(tmp_path / "tracked", "CONFIG_ENABLE_WANDB=y", "CONFIG_DATASET=\"pydocs\"")
+    proc = make(tmp_path, "defconfig", f"DEFCONFIG={dc}", *variables)
+    assert proc.returncode == 0, proc.stderr
+    cfg = load_config(tmp_path)
+    assert (cfg.ENABLE_TRACKIO, cfg.ENABLE_WANDB) == expected
+    assert trainer_defaults(cfg)["tracker"] == {(False, False): "none", (True, False): "trackio",
+                                                (False, True): "wandb", (True, True): "both"}[expected]
+
+
+def test_bad_tracker_value_fails_with_the_valid_choices(tmp_path):
+    proc = make(tmp_path, "defconfig", "DEFCONFIG=gpt2-pydocs-cpu", "TRACKER=nowandb")
+    message = make_error(proc)
+    assert "nowandb" in message and "valid choices: none, trackio, wandb, both" in message
+    assert not (tmp_path / ".config").exists()
+
+
+def test_gpu_monitor_variable(tmp_path):
+    proc = make(tmp_path, "defconfig", "DEFCONFIG=gpt2-pydocs-cpu", "GPU_MONITOR=y")
+    assert proc.returncode == 0, proc.stderr
+    cfg = load_config(tmp_path)
+    assert cfg.GPU_MONITOR is True and cfg.GPU_MONITOR_INTERVAL == 1.0
+    # without GPU_MONITOR= the defconfig's choice stays
+    assert make(tmp_path, "defconfig", "DEFCONFIG=gpt2-finewebedu-a10gx4").returncode == 0
+    assert load_config(tmp_path).GPU_MONITOR is True
+    assert "valid choices: y, n" in make_error(
+        make(tmp_path, "defconfig", "DEFCONFIG=gpt2-pydocs-cpu", "GPU_MONITOR=maybe"))
+
+
+def test_project_name_is_auto_unless_given(tmp_path):
+    defconfig(tmp_path, "lenet5")
+    script = subprocess.run([str(REPO / "scripts/generate-project-name.sh"), "lenet5", "tracking"],
+                            cwd=tmp_path, env=child_env(), capture_output=True, text=True, check=True)
+    written = read_assignments(tmp_path / ".config")["TRACKER_PROJECT"]
+    assert written == f'"{script.stdout.strip()}"'
+    assert re.fullmatch(r'"lenet5-[0-9a-f]{5}"', written)
+    dc = write_defconfig(tmp_path / "named", "CONFIG_TRACKER_PROJECT=\"my-experiments\"")
+    defconfig(tmp_path, str(dc))
+    assert load_config(tmp_path).TRACKER_PROJECT == "my-experiments"
+
+
+# --- bad input: one line, non-zero exit -----------------------------------------------------
+
+def test_unknown_defconfig_lists_the_available_ones(tmp_path):
+    message = one_line_error(kconfig(tmp_path, "defconfig", "gpt2-nope"))
+    assert "unknown defconfig 'gpt2-nope'" in message
+    assert "available defconfigs: " + ", ".join(ALL_DEFCONFIGS) in message
+    assert "available defconfigs" in make_error(make(tmp_path, "defconfig"))  # no DEFCONFIG= at all
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("CONFIG_NOT_A_SYMBOL=y", "CONFIG_NOT_A_SYMBOL is not a symbol defined by Kconfig"),
+    ("CONFIG_BATCH_SIZ=4", "did you mean CONFIG_BATCH_SIZE?"),
+    ("CONFIG_COMPILE=maybe", "line 2: 'maybe' is not a valid value for the bool symbol COMPILE"),
+    ("CONFIG_BATCH_SIZE=many", "the value 'many' is invalid for BATCH_SIZE"),
+    ("CONFIG_BLOCK_SIZE=4096", "CONFIG_BLOCK_SIZE=4096 has no effect: outside the range 8..1024"),
+    ("CONFIG_SGD_MOMENTUM=\"0.9\"", "it depends on OPTIMIZER_SGD, which is not met"),
+    ("CONFIG_OPTIMIZER_SGD=y", "CONFIG_OPTIMIZER_ADAMW=y has no effect: CONFIG_OPTIMIZER_SGD is selected"),
+    ("CONFIG_LEARNING_RATE=\"fast\"", "CONFIG_LEARNING_RATE=\"fast\" is not a number"),
+    ("CONFIG_ADAM_BETA2=\"1.5\"", "CONFIG_ADAM_BETA2=\"1.5\" is out of range"),
+    ("CONFIG_DATASET=\"mnist\"", "is not valid for gpt2; valid: finewebedu, shakespeare, pydocs"),
+    ("CONFIG_GPT2_MODEL_NAME=\"gpt3\"", "valid: gpt2-tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl"),
+    ("garbage", "line 2: malformed line 'garbage'"),
+])
+def test_bad_defconfig_lines_are_errors_naming_the_problem(tmp_path, line, expected):
+    dc = write_defconfig(tmp_path / "bad", "CONFIG_OPTIMIZER_ADAMW=y", line)
+    message = one_line_error(kconfig(tmp_path, "defconfig", str(dc)))
+    assert message.startswith(f"{dc}: ") and expected in message
+    assert not (tmp_path / ".config").exists()
+
+
+def test_malformed_dotconfig_line_is_an_error_for_run_and_trainer(tmp_path):
+    defconfig(tmp_path, "gpt2-pydocs-cpu")
+    dotconfig = tmp_path / ".config"
+    dotconfig.write_text(dotconfig.read_text() + "CONFIG_BATCH_SIZE 8\n")
+    line = len(dotconfig.read_text().splitlines())
+    message = one_line_error(kconfig(tmp_path, "run"))
+    assert message == f"{dotconfig}: line {line}: malformed line 'CONFIG_BATCH_SIZE 8'"
+    trainer = subprocess.run([sys.executable, str(REPO / "gpt2/train.py"), "--help"], cwd=tmp_path,
+                             env=child_env(), capture_output=True, text=True, timeout=60)
+    assert trainer.returncode != 0
+    assert trainer.stderr.strip().splitlines()[-1].endswith(f"malformed line 'CONFIG_BATCH_SIZE 8'")
+    assert len(trainer.stderr.strip().splitlines()) == 1
+
+
+def test_make_without_dotconfig_says_what_to_do(tmp_path):
+    message = make_error(make(tmp_path))
+    assert "run `make defconfig DEFCONFIG=<name>` first" in message
+    assert ", ".join(ALL_DEFCONFIGS) in message
+    assert "make defconfig DEFCONFIG=" in one_line_error(kconfig(tmp_path, "show"))
+
+
+def test_unknown_command_line_variable_and_bad_usage_are_one_line(tmp_path):
+    assert "unknown variable FOO" in one_line_error(
+        kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", "FOO=1"))
+    assert "--set expects VAR=VALUE" in one_line_error(
+        kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", "TRACKER"))
+    assert "invalid choice" in one_line_error(kconfig(tmp_path, "frobnicate"))
+
+
+# --- config -> trainer ----------------------------------------------------------------------
+
+CONTRACT_DESTS = {
+    "model_name", "dataset", "block_size", "compile", "batch_size", "gradient_accumulation",
+    "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
+    "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
+    "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
+    "target_sparsity", "pruning_warmup", "tracker", "tracker_project", "tracker_run_name",
+    "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
+
+
+def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(tmp_path):
+    from adamwprune.train.cli import build_parser
+
+    parser_dests = {action.dest for action in build_parser()._actions}
+    dc = write_defconfig(tmp_path / "everything", "CONFIG_DATASET=\"pydocs\"",
+                         "CONFIG_OPTIMIZER_SGD=y", "CONFIG_PRUNING_MAGNITUDE=y",
+                         "CONFIG_GPU_MONITOR=y", "CONFIG_TRACKER_RUN_NAME=\"r1\"",
+                         "CONFIG_WANDB_ENTITY=\"team\"")
+    seen = set()
+    for name in [str(dc), *ALL_DEFCONFIGS]:
+        defconfig(tmp_path, name)
+        defaults = trainer_defaults(load_config(tmp_path))
+        assert set(defaults) <= CONTRACT_DESTS <= parser_dests, name
+        seen |= set(defaults)
+    assert seen == CONTRACT_DESTS == set(TRAINER_DESTS.values()) | {"tracker"}
+
+
+def test_precedence_flags_over_config_over_builtin(tmp_path, monkeypatch):
+    from adamwprune.train.cli import BUILTIN_DEFAULTS, parse_args
+
+    monkeypatch.chdir(tmp_path)
+    builtin = parse_args([])
+    assert builtin.batch_size == BUILTIN_DEFAULTS["batch_size"] != 16
+    defconfig(tmp_path, "gpt2-pydocs-cpu", "TRACKER=trackio")
+    configured = parse_args([])
+    assert (configured.batch_size, configured.block_size, configured.learning_rate) == (16, 128, 1e-3)
+    assert (configured.tracker, configured.model_name, configured.dataset) == (
+        "trackio", "gpt2-tiny", "pydocs")
+    assert configured.tracker_project == load_config(tmp_path).TRACKER_PROJECT
+    flagged = parse_args(["--batch-size", "3", "--tracker", "none", "--learning-rate", "0.5"])
+    assert (flagged.batch_size, flagged.tracker, flagged.learning_rate) == (3, "none", 0.5)
+    assert flagged.block_size == 128  # not given as a flag: still from the config
