@@ -60,7 +60,7 @@ test_matrix: $(STAMP)
 
 # --- training -------------------------------------------------------------------
 demo: $(STAMP)
-	$(PY) -m adamwprune.tracking.selftest trackio
+	$(PY) -m adamwprune.kconfig defconfig gpt2-pydocs-cpu --set TRACKER=trackio && $(PY) -m adamwprune.kconfig run
 
 prepare-data: $(STAMP)
 	$(PY) -m adamwprune.data prepare $(or $(DATASET),finewebedu) $(PREPARE_ARGS)
