@@ -1,0 +1,186 @@
+"""``make``, ``make test_matrix`` and ``make show`` with real trainers (tiny GPT-2 on CPU),
+real torchrun and a real Trackio dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from adamwprune import matrix
+from adamwprune.kconfig import load_config
+from adamwprune.optim import AVAILABLE as OPTIMIZERS_AVAILABLE
+from conftest import REPO, trackio_rows
+from test_kconfig import (child_env, defconfig, kconfig, make, one_line_error, read_assignments,
+                          write_defconfig)
+
+TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
+        "CONFIG_BATCH_SIZE=2", "CONFIG_WARMUP_ITERS=1", "CONFIG_MAX_ITERS=6", "CONFIG_LOG_INTERVAL=2",
+        "CONFIG_EVAL_INTERVAL=3", "CONFIG_EVAL_SAMPLES=1", "CONFIG_DEVICE=\"cpu\"")
+
+
+def run_jsons(root: Path, cfg) -> dict[str, dict]:
+    """run name -> run.json of every run under the configured project."""
+    project_dir = root / cfg.OUTPUT_DIR / cfg.TRACKER_PROJECT
+    return {p.parent.name: json.loads(p.read_text()) for p in project_dir.glob("*/run.json")}
+
+
+# --- matrix expansion -----------------------------------------------------------------------
+
+def test_test_matrix_defconfig_expands_to_four_named_runs(tmp_path):
+    defconfig(tmp_path, "test-matrix-cpu")
+    combinations = matrix.expand(load_config(tmp_path))
+    assert [c.run_name("gpt2") for c in combinations] == [
+        "gpt2_adamw_none_0", "gpt2_adamw_magnitude_50",
+        "gpt2_adamwspam_none_0", "gpt2_adamwspam_magnitude_50"]
+    assert combinations[1].flags("gpt2") == [
+        "--optimizer", "adamw", "--pruning-method", "magnitude", "--target-sparsity", "0.5",
+        "--tracker-run-name", "gpt2_adamw_magnitude_50"]
+    assert "--target-sparsity" not in combinations[0].flags("gpt2")  # dense: no sparsity
+
+
+def test_unselected_matrix_dimensions_use_the_single_run_settings(tmp_path):
+    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_OPTIMIZER_SGD=y",
+                         "CONFIG_PRUNING_MAGNITUDE=y", "CONFIG_TARGET_SPARSITY=\"0.7\"",
+                         "CONFIG_TEST_OPTIMIZER_ADAM=y", "CONFIG_TEST_OPTIMIZER_ADAMW=y",
+                         "CONFIG_TEST_SPARSITY_90=y", "CONFIG_TEST_SPARSITY_50=y")
+    defconfig(tmp_path, str(dc))
+    assert [c.run_name("gpt2", "try2") for c in matrix.expand(load_config(tmp_path))] == [
+        "try2_gpt2_adam_magnitude_50", "try2_gpt2_adam_magnitude_90",
+        "try2_gpt2_adamw_magnitude_50", "try2_gpt2_adamw_magnitude_90"]
+    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_OPTIMIZER_SGD=y")
+    defconfig(tmp_path, str(dc))
+    assert matrix.expand(load_config(tmp_path)) == [matrix.Combination("sgd", "none", 0.0)]
+
+
+def test_a_pruning_matrix_without_sparsity_is_an_error(tmp_path):
+    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_TEST_PRUNING_MOVEMENT=y")
+    defconfig(tmp_path, str(dc))
+    message = one_line_error(kconfig(tmp_path, "run", "--matrix"))
+    assert "selects no target sparsity" in message and "CONFIG_TEST_SPARSITY_50" in message
+    assert not (tmp_path / "runs").exists()
+
+
+# --- real runs ------------------------------------------------------------------------------
+
+def test_make_runs_the_configured_training_tracked_in_the_configured_project(tmp_path, tracking_env):
+    dc = write_defconfig(tmp_path / "tiny", *TINY)
+    assert make(tmp_path, "defconfig", f"DEFCONFIG={dc}", "TRACKER=trackio").returncode == 0
+    cfg = load_config(tmp_path)
+    proc = make(tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (name, run), = run_jsons(tmp_path, cfg).items()
+    assert run["project"] == cfg.TRACKER_PROJECT == read_assignments(tmp_path / ".config")[
+        "TRACKER_PROJECT"].strip('"')
+    assert (run["config"]["block_size"], run["config"]["batch_size"], run["config"]["tracker"]) == (
+        16, 2, "trackio")
+    steps = [row["step"] for row in trackio_rows(cfg.TRACKER_PROJECT, name) if "train_loss" in row]
+    assert steps == [2, 4, 6]
+    # make's command-line variables apply to this run only (.config is unchanged)
+    proc = make(tmp_path, "TRACKER=none", "GPU_MONITOR=y", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    second = [r for n, r in run_jsons(tmp_path, cfg).items() if n != name]
+    assert [(r["config"]["tracker"], r["config"]["gpu_monitor"]) for r in second] == [("none", True)]
+    assert load_config(tmp_path).ENABLE_TRACKIO is True
+
+
+def test_nproc_above_one_launches_torchrun(tmp_path):
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "ddp", *TINY, "CONFIG_NPROC=2")))
+    proc = kconfig(tmp_path, "run", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "torch.distributed.run --standalone --nproc_per_node=2" in proc.stdout
+    (run,) = run_jsons(tmp_path, load_config(tmp_path)).values()
+    assert run["config"]["world_size"] == 2
+
+
+def test_matrix_runs_every_combination_goes_on_after_a_failure_and_summarizes(tmp_path):
+    optimizers = ("sgd", "adamw", "adamwspam")
+    lines = [*TINY, *(f"CONFIG_TEST_OPTIMIZER_{name.upper()}=y" for name in optimizers)]
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "m", *lines)))
+    cfg = load_config(tmp_path)
+    proc = make(tmp_path, timeout=600)  # several optimizers selected: `make` runs the matrix
+    expected_ok = {f"gpt2_{name}_none_0": name in OPTIMIZERS_AVAILABLE for name in optimizers}
+    assert proc.returncode == (0 if all(expected_ok.values()) else 2), proc.stdout + proc.stderr
+    summary = proc.stdout[proc.stdout.rindex("=== test matrix 3/3"):]
+    for name, ok in expected_ok.items():
+        line = next(line for line in summary.splitlines() if line.strip().startswith(name + " "))
+        assert ("ok" in line.split()) == ok and ("FAILED" in line) != ok, line
+    assert f"test matrix: 3 runs, {sum(expected_ok.values())} ok" in summary
+    runs = run_jsons(tmp_path, cfg)
+    assert sorted(runs) == sorted(name for name, ok in expected_ok.items() if ok)
+    for name, run in runs.items():
+        assert run["config"]["optimizer"] == name.split("_")[1]
+        assert run["config"]["tracker_run_name"] == name and run["config"]["block_size"] == 16
+        journal = (tmp_path / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
+        assert sum('"train_loss"' in line for line in journal) == 3
+    # again: the run directories are taken, so it stops before training anything
+    message = one_line_error(kconfig(tmp_path, "run"))
+    assert "test-matrix run directories already exist" in message and "CONFIG_TRACKER_RUN_NAME" in message
+
+
+def test_a_model_without_a_trainer_fails_with_one_line(tmp_path):
+    defconfig(tmp_path, "lenet5")
+    message = one_line_error(kconfig(tmp_path, "run"))
+    assert message.startswith("the lenet5 trainer is not available yet")
+
+
+# --- make show ------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_show_serves_the_project_dashboard_on_the_configured_port(tmp_path, tracking_env):
+    port = free_port()
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", f"CONFIG_TRACKIO_PORT={port}")))
+    project = load_config(tmp_path).TRACKER_PROJECT
+    command = ["make", "--no-print-directory", "-C", str(tmp_path), "-f", str(REPO / "Makefile"),
+               f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", "show"]
+    server = subprocess.Popen(command, env=child_env(BROWSER="true"), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "dashboard did not come up"
+                time.sleep(0.5)
+        assert "Trackio Dashboard" in page
+    finally:
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: make and the dashboard (its own session)
+        try:
+            output = server.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            output = server.communicate()[0]
+    assert f"Trackio dashboard for project {project} on http://127.0.0.1:{port}" in output
+    assert f"127.0.0.1:{port}/?project={project}" in output
+
+
+def test_make_show_on_a_busy_port_is_a_one_line_error(tmp_path, tracking_env):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", f"CONFIG_TRACKIO_PORT={port}")))
+        proc = kconfig(tmp_path, "show", timeout=120)
+    assert f"cannot serve the dashboard on port {port}" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("argv", [["run", "--matrix"], ["run"]])
+def test_run_and_matrix_without_dotconfig(tmp_path, argv):
+    assert "make defconfig DEFCONFIG=" in one_line_error(kconfig(tmp_path, *argv))
