@@ -1,0 +1,245 @@
+"""End-to-end runs of gpt2/train.py on pydocs (gpt2-tiny, a few iterations each), read back
+from the Trackio store, the run journal and the checkpoints on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from conftest import REPO, trackio_rows
+
+from adamwprune.train.schedule import learning_rate
+
+TRAIN = str(REPO / "gpt2" / "train.py")
+SMALL = ["--model-name", "gpt2-tiny", "--dataset", "pydocs", "--block-size", "32", "--batch-size", "4",
+         "--gradient-accumulation", "1", "--eval-samples", "2", "--warmup-iters", "2",
+         "--learning-rate", "2e-3", "--min-lr", "2e-4", "--device", "cpu"]
+TRAIN_METRICS = {"train_loss", "learning_rate", "sparsity", "tokens_per_sec"}
+VAL_METRICS = {"val_loss", "val_perplexity"}
+FINAL_METRICS = {"final/best_val_loss", "final/best_val_perplexity", "final/total_training_time"}
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    for name in ("ADAMWPRUNE_DATA_DIR", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    return env
+
+
+def train(tmp_path: Path, *args: str, launcher: list[str] | None = None, timeout: float = 180):
+    """Run the trainer in tmp_path (no .config there unless a test writes one)."""
+    command = (launcher or [sys.executable]) + [TRAIN, *args]
+    return subprocess.run(command, cwd=tmp_path, env=env_for(tmp_path), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def trackio_runs(project: str) -> list[str]:
+    code = ("import json, sys\nfrom trackio.sqlite_storage import SQLiteStorage\n"
+            "print(json.dumps(SQLiteStorage.get_runs(sys.argv[1])))")
+    proc = subprocess.run([sys.executable, "-c", code, project], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def steps_of(rows: list[dict], metric: str) -> list[int]:
+    return [row["step"] for row in rows if metric in row]
+
+
+def journal(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_no_repeated_steps(rows: list[dict], metrics: set[str]) -> None:
+    for metric in metrics:
+        steps = steps_of(rows, metric)
+        assert steps == sorted(set(steps)), (metric, steps)
+
+
+def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
+    tmp = tracking_env
+    proc = ok(train(tmp, *SMALL, "--max-iters", "6", "--log-interval", "2", "--eval-interval", "3",
+                    "--tracker", "trackio", "--tracker-project", "p-metrics", "--tracker-run-name", "r1",
+                    "--output-dir", str(tmp / "runs")))
+    rows = trackio_rows("p-metrics", "r1")
+    for metric in TRAIN_METRICS:
+        assert steps_of(rows, metric) == [2, 4, 6], metric
+    for metric in VAL_METRICS:
+        assert steps_of(rows, metric) == [0, 3, 6], metric
+    for metric in FINAL_METRICS:
+        assert steps_of(rows, metric) == [6], metric
+    assert len({row["step"] for row in rows}) == len(rows)  # one record per step: nothing logged twice
+    assert set().union(*rows) == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS | {"step"}
+
+    val = {row["step"]: row for row in rows if "val_loss" in row}
+    for row in val.values():
+        assert row["val_perplexity"] == math.exp(min(row["val_loss"], 20))
+    assert val[6]["val_loss"] < val[0]["val_loss"] - 0.3  # it learns
+    final = next(row for row in rows if "final/best_val_loss" in row)
+    best = min(row["val_loss"] for row in val.values())
+    assert final["final/best_val_loss"] == best
+    assert final["final/best_val_perplexity"] == math.exp(best)
+    assert 0 < final["final/total_training_time"] < 120
+    for row in rows:
+        if "learning_rate" in row:  # the LR used for the step just taken (index step - 1)
+            assert row["learning_rate"] == learning_rate(
+                row["step"] - 1, base_lr=2e-3, min_lr=2e-4, warmup_iters=2, max_iters=6)
+            assert row["sparsity"] == 0.0 and row["tokens_per_sec"] > 0
+            assert math.isfinite(row["train_loss"])
+
+    run_dir = tmp / "runs" / "p-metrics" / "r1"
+    assert sorted(p.name for p in run_dir.glob("ckpt_*")) == ["ckpt_best.pt", "ckpt_last.pt"]
+    assert not list(run_dir.glob(".*tmp"))
+    last = torch.load(run_dir / "ckpt_last.pt", weights_only=False)
+    assert (last["iteration"], last["best_val_loss"]) == (6, best)
+    assert last["run"] == {"model": "gpt2", "project": "p-metrics", "run_name": "r1"}
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("iter ")]
+    assert len(progress) == 3 and "ETA" in progress[0] and "tok/s" in progress[0]
+    assert 'trackio show --project "p-metrics"' in proc.stdout.strip().splitlines()[-1]
+
+
+def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_env):
+    tmp = tracking_env
+    common = [*SMALL, "--log-interval", "2", "--eval-interval", "2", "--tracker", "trackio",
+              "--tracker-project", "p-resume", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
+    ok(train(tmp, *common, "--max-iters", "4"))
+    run_dir = tmp / "runs" / "p-resume" / "r1"
+    wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
+    second = ok(train(tmp, *common, "--max-iters", "8", "--resume"))
+    assert "resuming after iteration 4" in second.stdout
+
+    assert trackio_runs("p-resume") == ["r1"]
+    assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == wandb_id
+    rows = trackio_rows("p-resume", "r1")
+    assert_no_repeated_steps(rows, TRAIN_METRICS | VAL_METRICS)
+    assert steps_of(rows, "train_loss") == [2, 4, 6, 8]
+    assert steps_of(rows, "val_loss") == [0, 2, 4, 6, 8]
+    assert steps_of(rows, "final/best_val_loss") == [4, 8]  # each session ends with its summary
+    assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == 8
+
+    records = journal(run_dir)
+    assert [r["event"] for r in records if "event" in r] == ["start", "end", "start", "end"]
+    assert records[2]["resumed"] is True
+    again = train(tmp, *common, "--max-iters", "8", "--resume")
+    assert again.returncode == 2 and "pass a larger --max-iters" in again.stderr
+    assert journal(run_dir) == records  # refused before the tracked run was touched
+    fresh = train(tmp, *common, "--max-iters", "8")
+    assert fresh.returncode == 2 and "continue it with --resume" in fresh.stderr
+
+
+def test_two_process_ddp_run_is_one_tracked_run(tracking_env):
+    tmp = tracking_env
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = ok(train(tmp, *SMALL, "--max-iters", "4", "--gradient-accumulation", "2", "--log-interval", "2",
+                    "--eval-interval", "2", "--tracker", "trackio", "--tracker-project", "p-ddp",
+                    "--output-dir", str(tmp / "runs"), launcher=launcher))
+    runs = trackio_runs("p-ddp")
+    assert len(runs) == 1
+    assert [p.name for p in (tmp / "runs" / "p-ddp").iterdir()] == runs
+    rows = trackio_rows("p-ddp", runs[0])
+    assert steps_of(rows, "train_loss") == [2, 4]
+    assert steps_of(rows, "val_loss") == [0, 2, 4]
+    assert_no_repeated_steps(rows, TRAIN_METRICS | VAL_METRICS)
+    assert "x2" in proc.stdout  # the banner names both processes
+    assert proc.stdout.count("training: max-iters") == 1  # only rank 0 reports
+    last = torch.load(tmp / "runs" / "p-ddp" / runs[0] / "ckpt_last.pt", weights_only=False)
+    assert len(last["rng"]["per_rank"]) == 2
+    # tokens per step count every process: 2 ranks x 2 micro-batches x 4 x 32
+    assert "512 tok/iter" in proc.stdout
+
+
+def test_unprepared_finewebedu_is_a_one_line_error_naming_make_prepare_data(tracking_env):
+    tmp = tracking_env
+    start = time.monotonic()
+    proc = train(tmp, "--dataset", "finewebedu", "--tracker", "trackio", "--output-dir", str(tmp / "runs"))
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("gpt2/train.py: error: dataset 'finewebedu' is not prepared")
+    assert "make prepare-data" in lines[0]
+    assert not (tmp / "runs").exists()  # failed before any tracked run was created
+
+
+def test_unavailable_optimizer_fails_at_once(tracking_env):
+    proc = train(tracking_env, *SMALL, "--optimizer", "adamwspam", "--tracker", "trackio")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("gpt2/train.py: error: optimizer 'adamwspam' is not available yet; "
+                                   "use one of sgd, adam, adamw")
+
+
+def test_nan_loss_is_logged_and_stops_with_a_hint_to_lower_the_lr(tracking_env):
+    tmp = tracking_env
+    proc = train(tmp, *SMALL, "--optimizer", "sgd", "--learning-rate", "1e12", "--grad-clip", "0",
+                 "--warmup-iters", "0", "--max-iters", "50", "--log-interval", "2", "--tracker", "none",
+                 "--tracker-project", "p-nan", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("gpt2/train.py: error: training diverged: loss is nan at iteration ")
+    assert "lower the learning rate (--learning-rate, now 1e+12)" in error
+    records = journal(tmp / "runs" / "p-nan" / "r1")
+    assert any(r.get("nonfinite", {}).get("train_loss") == "nan" for r in records)
+    assert records[-1]["event"] == "end" and records[-1]["status"] == "failed"
+
+
+def test_ctrl_c_saves_ckpt_last_marks_the_run_interrupted_and_resume_goes_on(tracking_env):
+    tmp = tracking_env
+    common = [*SMALL, "--log-interval", "1", "--eval-interval", "1000", "--tracker", "trackio",
+              "--tracker-project", "p-int", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
+    process = subprocess.Popen([sys.executable, TRAIN, *common, "--max-iters", "100000"], cwd=tmp,
+                               env=env_for(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = 0
+        for line in process.stdout:
+            seen += line.startswith("iter ")
+            if seen == 3:
+                process.send_signal(signal.SIGINT)
+                break
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    run_dir = tmp / "runs" / "p-int" / "r1"
+    records = journal(run_dir)
+    assert records[-1]["event"] == "end" and records[-1]["status"] == "interrupted"
+    last_step = max(r["step"] for r in records if "step" in r)
+    assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == last_step
+    assert f"interrupted at iteration {last_step}" in out
+
+    ok(train(tmp, *common, "--max-iters", str(last_step + 2), "--resume"))
+    rows = trackio_rows("p-int", "r1")
+    assert_no_repeated_steps(rows, TRAIN_METRICS)
+    assert steps_of(rows, "train_loss")[-3:] == [last_step, last_step + 1, last_step + 2]
+
+
+def test_flags_win_over_the_generated_config_in_a_real_run(tracking_env):
+    tmp = tracking_env
+    subprocess.run([sys.executable, "-m", "adamwprune.kconfig", "defconfig", "gpt2-pydocs-cpu",
+                    "--set", "TRACKER=trackio"], cwd=tmp, env=env_for(tmp), check=True, capture_output=True)
+    from adamwprune.kconfig import load_config
+
+    cfg = load_config(tmp)
+    ok(train(tmp, "--tracker", "none", "--batch-size", "2", "--block-size", "32", "--max-iters", "2",
+             "--max-time", "0", "--eval-samples", "1", "--tracker-run-name", "precedence"))
+    run_dir = tmp / cfg.OUTPUT_DIR / cfg.TRACKER_PROJECT / "precedence"
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    # from flags
+    assert (config["tracker"], config["batch_size"], config["block_size"], config["max_iters"]) == (
+        "none", 2, 32, 2)
+    # from the configuration (no flag given)
+    assert (config["model_name"], config["dataset"], config["learning_rate"], config["warmup_iters"]) == (
+        "gpt2-tiny", "pydocs", 1e-3, 50)
+    assert config["tracker_project"] == cfg.TRACKER_PROJECT
