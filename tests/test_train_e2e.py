@@ -131,8 +131,9 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == 8
 
     records = journal(run_dir)
-    assert [r["event"] for r in records if "event" in r] == ["start", "end", "start", "end"]
-    assert records[2]["resumed"] is True
+    events = [r for r in records if "event" in r]
+    assert [(e["event"], e.get("resumed"), e.get("status")) for e in events] == [
+        ("start", False, None), ("end", None, "finished"), ("start", True, None), ("end", None, "finished")]
     again = train(tmp, *common, "--max-iters", "8", "--resume")
     assert again.returncode == 2 and "pass a larger --max-iters" in again.stderr
     assert journal(run_dir) == records  # refused before the tracked run was touched
