@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from adamwprune.errors import UserError
 
 TEST_OPTIMIZERS = {"TEST_OPTIMIZER_SGD": "sgd", "TEST_OPTIMIZER_ADAM": "adam",
                    "TEST_OPTIMIZER_ADAMW": "adamw", "TEST_OPTIMIZER_ADAMWSPAM": "adamwspam",
@@ -48,12 +47,7 @@ def expand(cfg) -> list[Combination]:
     """The combinations the configuration selects, in menu order."""
     optimizers = _selected(cfg, TEST_OPTIMIZERS) or [cfg.OPTIMIZER]
     methods = _selected(cfg, TEST_PRUNING_METHODS) or [cfg.PRUNING_METHOD]
-    sparsities = _selected(cfg, TEST_SPARSITIES)
-    if not sparsities and hasattr(cfg, "TARGET_SPARSITY"):
-        sparsities = [cfg.TARGET_SPARSITY]
-    if not sparsities and any(method != "none" for method in methods):
-        raise UserError("the test matrix prunes but selects no target sparsity; enable one of "
-                        + ", ".join(f"CONFIG_{name}" for name in TEST_SPARSITIES))
+    sparsities = _selected(cfg, TEST_SPARSITIES) or [cfg.TARGET_SPARSITY]
     combinations = []
     for optimizer in optimizers:
         for method in methods:

@@ -56,17 +56,12 @@ def test_unselected_matrix_dimensions_use_the_single_run_settings(tmp_path):
     assert [c.run_name("gpt2", "try2") for c in matrix.expand(load_config(tmp_path))] == [
         "try2_gpt2_adam_magnitude_50", "try2_gpt2_adam_magnitude_90",
         "try2_gpt2_adamw_magnitude_50", "try2_gpt2_adamw_magnitude_90"]
-    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_OPTIMIZER_SGD=y")
+    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_OPTIMIZER_SGD=y",
+                         "CONFIG_TARGET_SPARSITY=\"0.8\"", "CONFIG_TEST_PRUNING_NONE=y",
+                         "CONFIG_TEST_PRUNING_MOVEMENT=y")
     defconfig(tmp_path, str(dc))
-    assert matrix.expand(load_config(tmp_path)) == [matrix.Combination("sgd", "none", 0.0)]
-
-
-def test_a_pruning_matrix_without_sparsity_is_an_error(tmp_path):
-    dc = write_defconfig(tmp_path / "dc", "CONFIG_DATASET=\"pydocs\"", "CONFIG_TEST_PRUNING_MOVEMENT=y")
-    defconfig(tmp_path, str(dc))
-    message = one_line_error(kconfig(tmp_path, "run", "--matrix"))
-    assert "selects no target sparsity" in message and "CONFIG_TEST_SPARSITY_50" in message
-    assert not (tmp_path / "runs").exists()
+    assert matrix.expand(load_config(tmp_path)) == [matrix.Combination("sgd", "none", 0.0),
+                                                    matrix.Combination("sgd", "movement", 0.8)]
 
 
 # --- real runs ------------------------------------------------------------------------------
