@@ -41,7 +41,7 @@ wandb-test: $(STAMP)
 # --- configuration (kconfiglib) ------------------------------------------------
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
-CLI_VARS := $(foreach v,TRACKER GPU_MONITOR,$(if $(filter command line,$(origin $(v))),--set $(v)=$($(v))))
+CLI_VARS := $(foreach v,TRACKER GPU_MONITOR,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
 
 defconfig: $(STAMP)
 	$(PY) -m adamwprune.kconfig defconfig "$(DEFCONFIG)" $(CLI_VARS)

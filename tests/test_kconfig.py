@@ -216,6 +216,7 @@ TRACKER_TABLE = [
     (("TRACKER=both",), (True, True)),
     (("TRACKER=wandb,trackio",), (True, True)),
     (("TRACKER=trackio,wandb",), (True, True)),
+    (("TRACKER=Wandb, trackio",), (True, True)),
 ]
 
 
