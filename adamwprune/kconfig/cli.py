@@ -16,6 +16,7 @@ from typing import Sequence
 
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, typed_values, write_pyconfig
+from adamwprune.kconfig.symbols import TRACKER_SWITCHES
 from adamwprune.kconfig.tree import (apply_command_line, auto_project_names, find_defconfig,
                                      list_defconfigs, load_strict, open_tree, resolve_project,
                                      set_symbol, tree_root, write_dotconfig)
@@ -62,7 +63,7 @@ def cmd_defconfig(root: Path, args) -> int:
     source = _shown(path, root)
     write_dotconfig(kconf, root / DOTCONFIG, f"make defconfig DEFCONFIG={source}")
     write_pyconfig(kconf, root)
-    trackers = [name for name in BACKENDS if values[f"ENABLE_{name.upper()}"]]
+    trackers = [name for name, symbol in TRACKER_SWITCHES.items() if values[symbol]]
     print(f"{DOTCONFIG} and config.py written from {source}: {values['MODEL']}, "
           f"optimizer {values['OPTIMIZER']}, pruning {values['PRUNING_METHOD']}, "
           f"trackers {','.join(trackers) or 'none'}, project {values['TRACKER_PROJECT']}")

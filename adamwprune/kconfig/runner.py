@@ -80,20 +80,22 @@ def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> in
     combinations = matrix.expand(cfg)
     if not force_matrix and len(combinations) == 1:
         return launch(base + extra, root)
-    prefix = cfg.TRACKER_RUN_NAME
+    prefix = cfg.TRACKER_RUN_NAME  # names this matrix, if set
 
     def run_dir(name: str) -> Path:
         return Path(cfg.OUTPUT_DIR) / cfg.TRACKER_PROJECT / name
 
-    taken = [str(run_dir(c.run_name(cfg.MODEL, prefix))) for c in combinations
-             if (root / run_dir(c.run_name(cfg.MODEL, prefix))).exists()]
+    def shown(name: str) -> str:
+        return str(run_dir(name)) if (root / run_dir(name)).is_dir() else "(no run directory)"
+
+    taken = [str(run_dir(name)) for name in (c.run_name(cfg.MODEL, prefix) for c in combinations)
+             if (root / run_dir(name)).exists()]
     if taken:
         raise UserError(f"test-matrix run directories already exist ({', '.join(taken)}); remove them, "
                         "or name this matrix with CONFIG_TRACKER_RUN_NAME (make menuconfig), "
                         "which prefixes its run names")
     outcomes = matrix.run_all(combinations, cfg.MODEL, prefix,
                               lambda flags: launch(base + flags + extra, root))
-    shown = lambda name: str(run_dir(name)) if (root / run_dir(name)).is_dir() else "(no run directory)"  # noqa: E731
     print("\n".join(matrix.summary(outcomes, shown)), flush=True)
     failed = [o.run_name for o in outcomes if not o.ok]
     if failed:
