@@ -141,6 +141,27 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     assert fresh.returncode == 2 and "continue it with --resume" in fresh.stderr
 
 
+def test_a_resumed_run_matches_an_uninterrupted_one_exactly(tracking_env):
+    """Model, optimizer, data and eval RNG states all come back: same losses to the last bit."""
+    tmp = tracking_env
+    common = [*SMALL, "--gradient-accumulation", "2", "--lr-schedule", "constant", "--log-interval", "2",
+              "--eval-interval", "2", "--tracker", "none", "--tracker-project", "p-exact",
+              "--output-dir", str(tmp / "runs")]
+    ok(train(tmp, *common, "--tracker-run-name", "resumed", "--max-iters", "4"))
+    ok(train(tmp, *common, "--tracker-run-name", "resumed", "--max-iters", "8", "--resume"))
+    ok(train(tmp, *common, "--tracker-run-name", "straight", "--max-iters", "8"))
+
+    def losses(name):
+        records = journal(tmp / "runs" / "p-exact" / name)
+        return {(r["step"], key): value for r in records if "step" in r
+                for key, value in r["metrics"].items() if key in ("train_loss", "val_loss")}
+
+    straight, resumed = losses("straight"), losses("resumed")
+    assert set(straight) == set(resumed) == {(step, key) for step in (2, 4, 6, 8)
+                                             for key in ("train_loss", "val_loss")} | {(0, "val_loss")}
+    assert resumed == straight
+
+
 def test_two_process_ddp_run_is_one_tracked_run(tracking_env):
     tmp = tracking_env
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

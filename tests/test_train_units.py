@@ -88,6 +88,7 @@ def _groups():
 def test_build_optimizer_gives_the_named_optimizer_with_per_group_decay(name, cls):
     opt = build_optimizer(name, _groups(), lr=0.01, betas=(0.8, 0.9), momentum=0.7, weight_decay=0.5)
     assert type(opt) is cls
+    assert opt.defaults["fused"] is True  # torch >= 2.4 has fused CPU kernels for all three
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
     assert opt.param_groups[0]["lr"] == 0.01
     if cls is torch.optim.SGD:

@@ -290,17 +290,16 @@ class Trainer:
             self._reset_interval(torch)
         with self._interrupt.installed():
             reason = StopReason.CONTINUE
-            batch = self.adapter.get_batch("train", s.batch_size, self.train_generator, self.ctx.device)
             while reason == StopReason.CONTINUE:
-                batch = self._train_step(batch)
+                self._train_step()
                 self.iteration += 1
                 reason = self._after_step()
         return TrainResult(iteration=self.iteration, best_val_loss=self.best.best_val_loss,
                            total_training_time=self.elapsed(), stop_reason=reason, run_dir=self.run_dir,
                            history=self.history or [])
 
-    def _train_step(self, batch: Any) -> Any:
-        """One optimizer step over ``gradient_accumulation`` micro-batches; returns the next batch."""
+    def _train_step(self) -> None:
+        """One optimizer step over ``gradient_accumulation`` micro-batches."""
         import torch
 
         s, ctx = self.s, self.ctx
@@ -314,13 +313,13 @@ class Trainer:
             last_micro = micro == accumulation - 1
             sync = (contextlib.nullcontext() if last_micro or not ctx.distributed
                     else self.train_model.no_sync())
+            # On a GPU the previous step's kernels are still running: building this batch overlaps them.
+            batch = self.adapter.get_batch("train", s.batch_size, self.train_generator, ctx.device)
             with sync:
                 with self.autocast():
                     loss = self.adapter.loss(self.train_model, batch)
                     if accumulation > 1:
                         loss = loss / accumulation
-                # fetch the next batch while the device works on this one
-                batch = self.adapter.get_batch("train", s.batch_size, self.train_generator, ctx.device)
                 loss.backward()
             self.interval_loss += loss.detach()
         self.consistent = False
@@ -332,7 +331,6 @@ class Trainer:
         self.consistent = True
         self.interval_iters += 1
         self.clock_iters += 1
-        return batch
 
     def _after_step(self) -> StopReason:
         """Log, evaluate, checkpoint and decide whether to stop after step ``self.iteration``."""
