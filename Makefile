@@ -5,6 +5,7 @@
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
 #   make menuconfig | make | make show | make test_matrix
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
+#   make prepare-data DATASET=finewebedu|shakespeare [PREPARE_ARGS="--max-tokens 100000000"]
 #
 # TORCH_REQUIREMENT picks the torch build installed into the venv; keep your own
 # (e.g. a CUDA build) or pin a CPU wheel: make test TORCH_REQUIREMENT=torch==2.13.0
