@@ -17,7 +17,7 @@ setup and the eval points at step 0 and at the end are not counted; the loop run
 grad_clip 0 so it does the same arithmetic as the plain loop. Reported: median tokens/s
 per variant, and the median of the per-round ratios (robust to drift on a shared machine).
 
-    python benchmarks/train_throughput.py            # both CPU cases, ~8 minutes on 2 cores
+    python benchmarks/train_throughput.py            # both CPU cases, ~12 minutes on 2 cores
     python benchmarks/train_throughput.py --cases tiny --rounds 3
 """
 
@@ -46,11 +46,13 @@ class Case:
     warmup: int   # steps not timed (first-step allocations, delivery process start-up)
     steps: int    # timed steps (a multiple of log_interval)
     log_interval: int
+    rounds: int   # default number of interleaved rounds
 
 
 CASES = {
-    "tiny": Case("tiny", "gpt2-tiny", 128, 16, warmup=20, steps=60, log_interval=10),
-    "mid": Case("mid", "gpt2", 256, 2, warmup=4, steps=8, log_interval=2),
+    "tiny": Case("tiny", "gpt2-tiny", 128, 16, warmup=20, steps=60, log_interval=10, rounds=6),
+    # the 124M preset's layers on the byte-level pydocs vocabulary (85M parameters)
+    "mid": Case("mid", "gpt2", 256, 2, warmup=4, steps=8, log_interval=2, rounds=3),
 }
 VARIANTS = ("plain", "plain-fused", "loop", "loop+both")
 
@@ -91,8 +93,13 @@ def interval_rates(marks: dict[int, float], case: Case) -> list[float]:
 
 
 def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Path, index: int,
-                    compile_model: bool = False) -> list[float]:
-    """tokens/s of adamwprune's train() over the same intervals, timed at its progress lines."""
+                    compile_model: bool = False, history: list | None = None,
+                    costs: dict | None = None) -> list[float]:
+    """tokens/s of adamwprune's train() over the same intervals, timed at its progress lines.
+
+    ``history``, if given, receives the loop's own logged (step, metrics) records; ``costs``
+    receives the CPU accounting of tracking over the timed window (see :func:`tracking_costs`).
+    """
     from adamwprune.tracking import ExperimentTracker
     from adamwprune.train.distributed import DistContext
     from adamwprune.train.gpt2 import GPT2Adapter
@@ -107,21 +114,72 @@ def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Pa
     run_dir = workdir / "runs" / run_name
     tracker = ExperimentTracker(trackers, project="bench-train", run_name=run_name, run_dir=run_dir,
                                 config={"case": case.name}, wandb_offline=True)
-    wait_for_backends(run_dir, tracker.backends)
+    delivery_pid = wait_for_backends(run_dir, tracker.backends)
+    end = case.warmup + case.steps
     marks: dict[int, float] = {}
+    window = {"log_seconds": 0.0, "open": False}
+    log = tracker.log
+
+    def timed_log(metrics, step=None):  # what tracking costs inside the training process
+        start = time.perf_counter()
+        log(metrics, step=step)
+        if window["open"]:
+            window["log_seconds"] += time.perf_counter() - start
+
+    tracker.log = timed_log
 
     def progress(line: str) -> None:
-        if line.startswith("iter "):
-            marks[int(line.split()[1].split("/")[0])] = time.perf_counter()
+        if not line.startswith("iter "):
+            return
+        iteration = int(line.split()[1].split("/")[0])
+        marks[iteration] = time.perf_counter()
+        if iteration in (case.warmup, end):
+            window[iteration] = (time.process_time(), tree_cpu_seconds(delivery_pid))
+            window["open"] = iteration == case.warmup
 
     adapter = GPT2Adapter(dataset, case.model_name, case.block_size)
-    train(adapter, settings, ctx=DistContext(device=device), tracker=tracker, run_dir=run_dir,
-          run_info={"project": "bench-train", "run_name": run_name}, progress=progress)
+    result = train(adapter, settings, ctx=DistContext(device=device), tracker=tracker, run_dir=run_dir,
+                   run_info={"project": "bench-train", "run_name": run_name}, progress=progress,
+                   keep_history=history is not None)
+    if history is not None:
+        history.extend(result.history)
+    if costs is not None:
+        (train_cpu0, delivery_cpu0), (train_cpu1, delivery_cpu1) = window[case.warmup], window[end]
+        costs.update(train_cpu=train_cpu1 - train_cpu0, delivery_cpu=delivery_cpu1 - delivery_cpu0,
+                     log_seconds=window["log_seconds"], wall=marks[end] - marks[case.warmup])
     return interval_rates(marks, case)
 
 
-def wait_for_backends(run_dir: Path, backends: tuple[str, ...], timeout: float = 180.0) -> float:
-    """Block until the delivery process has started every backend; returns the seconds waited.
+def tree_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its live descendants
+    (the delivery process and the wandb-core service it starts). Linux /proc only."""
+    if pid is None:
+        return 0.0
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process exited while we looked
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+
+    def descends(p: int) -> bool:
+        while p > 1:
+            if p == pid:
+                return True
+            p = parents.get(p, 0)
+        return False
+
+    return sum(seconds for p, seconds in cpu.items() if descends(p))
+
+
+def wait_for_backends(run_dir: Path, backends: tuple[str, ...], timeout: float = 180.0) -> int | None:
+    """Block until the delivery process has started every backend; returns its pid (None: no backends).
 
     Start-up (importing trackio and wandb, starting wandb-core) is a one-time cost of a
     few CPU-seconds per run; the benchmark measures the steady state a long run lives in.
@@ -130,21 +188,24 @@ def wait_for_backends(run_dir: Path, backends: tuple[str, ...], timeout: float =
 
     start = time.perf_counter()
     status = run_dir / "delivery.json"
+    pid = None
     while backends and time.perf_counter() - start < timeout:
         try:
-            states = {name: b["state"] for name, b in orjson.loads(status.read_bytes())["backends"].items()}
+            data = orjson.loads(status.read_bytes())
+            pid = data["pid"]
+            states = {name: b["state"] for name, b in data["backends"].items()}
         except (FileNotFoundError, orjson.JSONDecodeError, KeyError):
             states = {}
         if states and all(states.get(name) in ("running", "done", "failed") for name in backends):
             break
         time.sleep(0.1)
-    waited = time.perf_counter() - start
     if backends:
-        STARTUP_SECONDS.append(waited)
-    return waited
+        STARTUP_SECONDS.append(time.perf_counter() - start)
+    return pid
 
 
 STARTUP_SECONDS: list[float] = []
+COSTS: dict[tuple[str, str], list[dict]] = {}  # (case, variant) -> per-round CPU accounting
 
 
 def _sync(device: str) -> None:
@@ -193,7 +254,9 @@ def run_case(case: Case, rounds: int, workdir: Path) -> dict[str, list[list[floa
                                    fused=variant == "plain-fused")
             else:
                 trackers = "both" if variant == "loop+both" else "none"
-                rates = adamwprune_loop(dataset, case, "cpu", trackers, workdir, index)
+                costs: dict = {}
+                rates = adamwprune_loop(dataset, case, "cpu", trackers, workdir, index, costs=costs)
+                COSTS.setdefault((case.name, variant), []).append(costs)
             results[variant].append(rates)
             print(f"  {case.name} round {index + 1}/{rounds} {variant:<9} median {statistics.median(rates):8.0f} "
                   f"best {max(rates):8.0f} tok/s", flush=True)
@@ -217,7 +280,7 @@ def paired(numerator: list[list[float]], denominator: list[list[float]]) -> tupl
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def report(results: dict[str, dict[str, list[list[float]]]], rounds: int) -> str:
+def report(results: dict[str, dict[str, list[list[float]]]]) -> str:
     lines = ["| case | variant | tok/s (median) | tok/s (best interval) |", "|---|---|---:|---:|"]
     for name, per_variant in results.items():
         case = CASES[name]
@@ -240,7 +303,18 @@ def report(results: dict[str, dict[str, list[list[float]]]], rounds: int) -> str
             f"| {own:.3f}x ({own_lo:.3f} to {own_hi:.3f}) "
             f"| {100 * (1 - track):+.2f} % ({100 * (1 - track_hi):+.2f} to {100 * (1 - track_lo):+.2f}) "
             f"| {100 * (1 - best['loop+both'] / best['loop']):+.2f} % |")
-    lines.append(f"\n{rounds} interleaved rounds per case (variant order shuffled each round); an interval "
+    lines += ["", "CPU accounting of tracking over the timed windows (sums over rounds): time inside "
+              "`tracker.log()` in the training process, and CPU used by the delivery process tree "
+              "(delivery + wandb-core), each relative to the training process's CPU time.", "",
+              "| case | variant | log() calls' time / training CPU | delivery CPU / training CPU |",
+              "|---|---|---:|---:|"]
+    for (name, variant), rounds_costs in COSTS.items():
+        train_cpu = sum(c["train_cpu"] for c in rounds_costs)
+        log_share = sum(c["log_seconds"] for c in rounds_costs) / train_cpu
+        delivery_share = sum(c["delivery_cpu"] for c in rounds_costs) / train_cpu
+        lines.append(f"| {name} | {variant} | {100 * log_share:.3f} % | {100 * delivery_share:.3f} % |")
+    rounds = ", ".join(f"{name} {len(per_variant['loop'])}" for name, per_variant in results.items())
+    lines.append(f"\nInterleaved rounds ({rounds}), variant order shuffled each round; an interval "
                  "is log_interval steps. Paired: ratio of the same round's medians, then the median over rounds.")
     if STARTUP_SECONDS:
         lines.append(f"Tracker start-up before the timed window (delivery process starting Trackio and "
@@ -251,7 +325,7 @@ def report(results: dict[str, dict[str, list[list[float]]]], rounds: int) -> str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["tiny", "mid"])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per case (default: per case, 6 / 3)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         workdir = Path(tmp)
@@ -263,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {machine_description()}", flush=True)
         results = {}
         for name in args.cases:
-            results[name] = run_case(CASES[name], args.rounds, workdir)
+            case = CASES[name]
+            results[name] = run_case(case, args.rounds or case.rounds, workdir)
         print()
-        print(report(results, args.rounds))
+        print(report(results))
     return 0
 
 

@@ -265,3 +265,21 @@ def test_flags_win_over_the_generated_config_in_a_real_run(tracking_env):
     assert (config["model_name"], config["dataset"], config["learning_rate"], config["warmup_iters"]) == (
         "gpt2-tiny", "pydocs", 1e-3, 50)
     assert config["tracker_project"] == cfg.TRACKER_PROJECT
+
+
+def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
+    tmp = tracking_env
+    proc = ok(train(tmp, *SMALL, "--max-iters", "1000000", "--max-time", "2", "--log-interval", "5",
+                    "--eval-interval", "100000", "--tracker", "none", "--tracker-project", "p-time",
+                    "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs"), "--gpu-monitor"))
+    assert "gpu monitor: no NVIDIA GPU" in proc.stdout  # the monitor says so once and stays quiet
+    assert "stop: max-time" in proc.stdout
+    run_dir = tmp / "runs" / "p-time" / "r1"
+    records = [r for r in journal(run_dir) if "step" in r]
+    last = records[-1]
+    assert set(last["metrics"]) == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS
+    assert [r["step"] for r in records if "val_loss" in r["metrics"]] == [0, last["step"]]
+    assert 2.0 <= last["metrics"]["final/total_training_time"] < 30
+    assert not any(key.startswith("gpu_") for r in records for key in r["metrics"])
+    assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == last["step"]
+    assert records[-1]["step"] > 5

@@ -1,0 +1,79 @@
+"""gpt2/train.py's command line, in process: flags, help, early one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from adamwprune.errors import UserError
+from adamwprune.train.cli import BUILTIN_DEFAULTS, build_parser, main, parse_args
+
+CONTRACT_DESTS = {
+    "model_name", "dataset", "block_size", "compile", "batch_size", "gradient_accumulation",
+    "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
+    "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
+    "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
+    "target_sparsity", "pruning_warmup", "tracker", "tracker_project", "tracker_run_name",
+    "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
+
+
+@pytest.fixture(autouse=True)
+def no_config(tmp_path, monkeypatch):
+    """Run where there is no .config, so only built-in defaults and flags count."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
+    options = {action.dest: action for action in build_parser()._actions if action.option_strings}
+    assert CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
+    for dest, action in options.items():
+        assert action.help and action.help.strip(), dest
+    assert set(BUILTIN_DEFAULTS) == CONTRACT_DESTS | {"resume", "data_dir"}
+
+
+def test_help_shows_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--tracker ", "--tracker-project", "--tracker-run-name", "--resume", "--data-dir",
+                 "--compile, --no-compile", "--max-time", "--gpu-monitor"):
+        assert flag in text, flag
+    assert "(default: finewebedu)" in text and "(default: adamw)" in text and "(default: none)" in text
+
+
+def test_builtin_defaults_without_a_configuration():
+    args = parse_args([])
+    assert (args.model_name, args.dataset, args.optimizer, args.tracker) == ("gpt2", "finewebedu", "adamw", "none")
+    assert args.tracker_project == "" and args.tracker_run_name == ""  # filled in at run time
+
+
+def test_the_spec_command_line_parses():
+    args = parse_args(["--dataset", "finewebedu", "--optimizer", "adamwspam", "--tracker", "trackio",
+                       "--tracker-project", "my-experiments", "--tracker-run-name", "experiment-1"])
+    assert (args.dataset, args.optimizer, args.tracker, args.tracker_project, args.tracker_run_name) == (
+        "finewebedu", "adamwspam", "trackio", "my-experiments", "experiment-1")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tracker", "mlflow"], "unknown tracker 'mlflow'"),
+    (["--tracker", "none,trackio"], "combines 'none' with a tracker"),
+    (["--optimizer", "adamwprune"], "optimizer 'adamwprune' is not available yet"),
+    (["--pruning-method", "movement"], "pruning method 'movement' is not available yet"),
+    (["--eval-interval", "0"], "eval-interval must be at least 1"),
+    (["--dataset", "pydocs", "--model-name", "gpt3"], "unknown GPT-2 model 'gpt3'"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_input_is_a_user_error_before_any_work(argv, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        main(argv + ["--output-dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
+    with pytest.raises(UserError, match=r"cannot resume: no ckpt_last.pt under .*runs/p"):
+        main(["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu", "--resume",
+              "--tracker-project", "p", "--output-dir", str(tmp_path / "runs")])
+    with pytest.raises(UserError, match="cannot resume: .*nowhere does not exist"):
+        main(["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu",
+              "--resume", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "runs")])
