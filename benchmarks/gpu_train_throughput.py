@@ -58,20 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40, help="timed steps (a multiple of --log-interval)")
     parser.add_argument("--log-interval", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--device", default="cuda",
+                        help="cuda; 'cpu' only to smoke-test this script (fp32, no MFU)")
     args = parser.parse_args(argv)
+
+    import contextlib
+    import platform
 
     import torch
 
-    if not torch.cuda.is_available():
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_train_throughput: error: no CUDA GPU visible; run this on a GPU machine", file=sys.stderr)
         return 2
     from adamwprune.models.gpt2 import GPT
     from adamwprune.train.hardware import cuda_peak_flops
 
-    device = "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    name = torch.cuda.get_device_name(device)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
     peak = cuda_peak_flops(device)
     case = bench.Case("gpu", args.model_name, args.block_size, args.batch_size, warmup=args.warmup,
                       steps=args.steps, log_interval=args.log_interval, rounds=1)
@@ -83,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                                block_size=args.block_size).to(device)
 
     flops_per_token = fresh_model().flops_per_token()
-    print(f"device: {name} (peak bf16 {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s), "
+    peak_text = f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown: no MFU"
+    print(f"device: {name} (peak bf16 {peak_text}), "
           f"torch {torch.__version__}, {args.model_name} {flops_per_token / 1e6:.0f} MFLOP/token, "
           f"batch {args.batch_size} x {args.block_size}", flush=True)
 
     def bf16():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda"):
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
@@ -111,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "logged_mfu": statistics.median(logged) if logged else None,
                                 "wall_s": time.perf_counter() - start}
             print(f"  {variant:<14} {rate:12.0f} tok/s  MFU {_percent(mfu)}", flush=True)
-            torch.cuda.empty_cache()
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
     print("\n| variant | tokens/s | MFU | MFU the loop logged |\n|---|---:|---:|---:|")
     for variant, r in results.items():
