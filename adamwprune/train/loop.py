@@ -566,10 +566,17 @@ def _clock(seconds: float) -> str:
 
 
 class _InterruptFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once."""
+    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once.
+
+    A SIGINT within ``same_press_s`` of the first counts as the same Ctrl-C: under torchrun a
+    worker gets the terminal's SIGINT and then the one torchrun forwards.
+    """
+
+    same_press_s = 2.0
 
     def __init__(self) -> None:
         self.requested = False
+        self._first_at = 0.0
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -580,8 +587,11 @@ class _InterruptFlag:
 
         def handler(signum: int, frame: Any) -> None:
             if self.requested:
+                if time.monotonic() - self._first_at < self.same_press_s:
+                    return
                 raise KeyboardInterrupt
             self.requested = True
+            self._first_at = time.monotonic()
             print("\nstopping after this step (saving ckpt_last.pt); Ctrl-C again to abort",
                   file=sys.stderr, flush=True)
 
