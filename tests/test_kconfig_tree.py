@@ -78,7 +78,7 @@ def test_areas_have_their_symbols(kconf):
             "MAX_ITERS", "MAX_TIME", "LOG_INTERVAL", "EVAL_INTERVAL", "EVAL_SAMPLES",
             "SAVE_CHECKPOINT"} <= set(menu_symbols(kconf, "Training"))
     assert set(CHOICES["OPTIMIZER"]) <= set(menu_symbols(kconf, "Optimizer"))
-    assert set(CHOICES["PRUNING_METHOD"]) | {"TARGET_SPARSITY", "PRUNING_WARMUP"} <= set(
+    assert set(CHOICES["PRUNING_METHOD"]) | {"TARGET_SPARSITY", "PRUNING_WARMUP", "PRUNING_RAMP"} <= set(
         menu_symbols(kconf, "Pruning"))
     # the test matrix offers every optimizer and pruning method of the single-run choices
     assert sorted(matrix.TEST_OPTIMIZERS.values()) == sorted(CHOICES["OPTIMIZER"].values())

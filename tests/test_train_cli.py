@@ -12,7 +12,7 @@ CONTRACT_DESTS = {
     "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
     "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
     "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
-    "target_sparsity", "pruning_warmup", "tracker", "tracker_project", "tracker_run_name",
+    "target_sparsity", "pruning_warmup", "pruning_ramp", "tracker", "tracker_project", "tracker_run_name",
     "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
 
 

@@ -81,6 +81,7 @@ TRAINER_DESTS: dict[str, str] = {
     "PRUNING_METHOD": "pruning_method",
     "TARGET_SPARSITY": "target_sparsity",
     "PRUNING_WARMUP": "pruning_warmup",
+    "PRUNING_RAMP": "pruning_ramp",
     "TRACKER_PROJECT": "tracker_project",
     "TRACKER_RUN_NAME": "tracker_run_name",
     "WANDB_ENTITY": "wandb_entity",

@@ -40,8 +40,11 @@ def check_pruning_method(method: str) -> str:
 
 
 def build_pruner(method: str, prunable: Sequence[tuple[str, object]], *, target_sparsity: float = 0.0,
-                 warmup_iters: int = 0, max_iters: int = 0) -> Pruner:
-    """Return the pruner for ``method`` over ``prunable`` ``[(name, weight)]``."""
+                 warmup_iters: int = 0, ramp_iters: int = 0, max_iters: int = 0) -> Pruner:
+    """Return the pruner for ``method`` over ``prunable`` ``[(name, weight)]``.
+
+    Sparsity is 0 for ``warmup_iters`` steps, then ramps to ``target_sparsity`` over
+    ``ramp_iters`` steps (0: until ``max_iters``)."""
     check_pruning_method(method)
     return NoPruning()
 

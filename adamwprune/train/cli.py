@@ -27,7 +27,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_iters": 10000, "max_time": 0, "log_interval": 10, "eval_interval": 500, "eval_samples": 200,
     "save_checkpoint": True, "output_dir": "runs", "device": "auto", "seed": 1337,
     "optimizer": "adamw", "beta1": 0.9, "beta2": 0.95, "momentum": 0.9, "pruning_method": "none",
-    "target_sparsity": 0.5, "pruning_warmup": 1000, "tracker": "none", "tracker_project": "",
+    "target_sparsity": 0.5, "pruning_warmup": 1000, "pruning_ramp": 0, "tracker": "none", "tracker_project": "",
     "tracker_run_name": "", "wandb_entity": "", "wandb_offline": False, "gpu_monitor": False,
     "gpu_monitor_interval": 1.0, "data_dir": None, "resume": None,
 }
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="none (magnitude, movement, state: not available yet)")
     optim.add_argument("--target-sparsity", type=float, help="fraction of prunable weights to zero")
     optim.add_argument("--pruning-warmup", type=int, help="steps before pruning starts")
+    optim.add_argument("--pruning-ramp", type=int,
+                       help="steps from 0 to the target sparsity after the warmup (0: until max-iters)")
 
     track = parser.add_argument_group("experiment tracking")
     track.add_argument("--tracker", help="none, trackio, wandb, both, or a comma list such as wandb,trackio")

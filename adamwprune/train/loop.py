@@ -60,6 +60,7 @@ class TrainSettings:
     pruning_method: str = "none"
     target_sparsity: float = 0.0
     pruning_warmup: int = 0
+    pruning_ramp: int = 0
     gpu_monitor: bool = False
     gpu_monitor_interval: float = 1.0
 
@@ -70,7 +71,7 @@ class TrainSettings:
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         non_negative = ("learning_rate", "min_lr", "warmup_iters", "weight_decay", "grad_clip",
-                        "max_time", "pruning_warmup")
+                        "max_time", "pruning_warmup", "pruning_ramp")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise UserError(f"{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
@@ -206,7 +207,8 @@ class Trainer:
             betas=(s.beta1, s.beta2), momentum=s.momentum, weight_decay=s.weight_decay)
         self.prunable = list(self.adapter.prunable_parameters(self.model))
         self.pruner = build_pruner(s.pruning_method, self.prunable, target_sparsity=s.target_sparsity,
-                                   warmup_iters=s.pruning_warmup, max_iters=s.max_iters)
+                                   warmup_iters=s.pruning_warmup, ramp_iters=s.pruning_ramp,
+                                   max_iters=s.max_iters)
         self.train_generator = torch.Generator().manual_seed(s.seed + 1 + ctx.rank)
         self.eval_generator = torch.Generator().manual_seed(s.seed + 1_000_003)
         torch.manual_seed(s.seed + 2 + ctx.rank)  # dropout differs per rank
