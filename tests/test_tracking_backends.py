@@ -122,13 +122,15 @@ def test_resume_continues_the_same_runs(tracking_env):
         tracker.log({"train_loss": 3.0}, step=10)
     first_id = read_run_info(run_dir).wandb_id
     with ExperimentTracker("both", project="p-res", run_name="r", run_dir=run_dir, resume=True) as tracker:
+        tracker.log_system({"gpu_total_power": 500.0})  # before the first step of the resumed part
         tracker.log({"train_loss": 2.0}, step=20)
     assert read_run_info(run_dir).wandb_id == first_id
-    assert [(r["step"], r["train_loss"]) for r in trackio_rows("p-res", "r")] == [(10, 3.0), (20, 2.0)]
+    assert [(r["step"], r.get("train_loss", r.get("gpu_total_power")))
+            for r in trackio_rows("p-res", "r")] == [(10, 3.0), (10, 500.0), (20, 2.0)]
     # each W&B session wrote its own offline file, both under the same run id
     runs = sorted((tracking_env / "wandb-root" / "wandb").glob(f"offline-run-*-{first_id}"))
     steps = [row["_step"] for path in runs for row in wandb_history(path)[0]]
-    assert len(runs) == 2 and steps == [10, 20]
+    assert len(runs) == 2 and steps == [10, 10, 20]
 
 
 def test_finish_prints_run_dir_and_one_line_per_backend(tracking_env, capsys):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adamwprune.errors import UserError
-from adamwprune.tracking.journal import JournalReader, JournalWriter, read_journal
+from adamwprune.tracking.journal import JournalReader, JournalWriter, last_step, read_journal
 from adamwprune.tracking.naming import default_run_name, project_checksum, project_name
 from adamwprune.tracking.selection import format_trackers, parse_trackers
 from adamwprune.tracking.values import join_metrics, split_metrics
@@ -115,3 +115,18 @@ def test_journal_reader_waits_for_the_newline_of_a_partial_record(tmp_path):
     assert reader.offset < os.path.getsize(path)
     reader.close()
     writer.close()
+
+
+def test_last_step_reads_only_the_tail(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    writer = JournalWriter(path)
+    assert last_step(path) == -1
+    for step in range(3000):
+        writer.write_metrics(step, {"loss": 1.0}, None)
+    writer.write_event("end", status="finished")
+    writer.close()
+    assert os.path.getsize(path) > 1 << 16
+    assert last_step(path) == 2999
+    with open(path, "ab") as raw:
+        raw.write(b'{"step": 5000, "ti')  # an unfinished write does not count
+    assert last_step(path) == 2999

@@ -29,7 +29,7 @@ from adamwprune.tracking.values import join_metrics
 
 STATUS_NAME = "delivery.json"
 LOG_NAME = "delivery.log"
-POLL_S = 0.05
+POLL_S = 0.2  # how often the journal is checked for new records
 STATUS_EVERY_S = 1.0
 _END = object()
 

@@ -86,6 +86,24 @@ class JournalReader:
             self._file = None
 
 
+def last_step(path: Path, tail_bytes: int = 1 << 16) -> int:
+    """The highest step among the journal's last records (-1 when it has none).
+
+    Reads only the file's tail: a resumed run needs it at start, however long the run.
+    """
+    with open(path, "rb") as journal:
+        size = journal.seek(0, os.SEEK_END)
+        journal.seek(max(0, size - tail_bytes))
+        lines = journal.read().split(b"\n")
+    steps = []
+    for line in lines[1:] if size > tail_bytes else lines:  # the first may be cut
+        try:
+            steps.append(orjson.loads(line)["step"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # an event record, the empty tail, or an unfinished write
+    return max(steps, default=-1)
+
+
 def read_journal(path: Path) -> list[dict]:
     """All complete records of a finished journal."""
     reader = JournalReader(path)

@@ -25,7 +25,7 @@ import adamwprune
 from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKENDS, RunInfo
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
-from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter
+from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
 from adamwprune.tracking.runinfo import RUN_INFO_NAME, new_wandb_id, read_run_info, write_run_info
 from adamwprune.tracking.selection import format_trackers, parse_trackers
 from adamwprune.tracking.values import split_metrics
@@ -76,6 +76,8 @@ class ExperimentTracker:
             raise UserError(f"{self.run_dir} already holds a run journal; resume it (--resume) "
                             "or pick another run name")
         write_run_info(info)
+        if offset:
+            self._last_step = last_step(journal_path)  # log_system / auto steps continue, not restart
         self._journal = JournalWriter(journal_path)
         self._journal.write_event("start", resumed=bool(offset), trackers=format_trackers(self.backends))
         selected = {name: BACKENDS[name] for name in self.backends}
