@@ -18,6 +18,7 @@ import pytest
 from adamwprune.kconfig import load_config, trainer_defaults
 from adamwprune.kconfig.symbols import TRAINER_DESTS
 from adamwprune.kconfig.tree import list_defconfigs
+from conftest import TRAINER_CONTRACT_DESTS
 from adamwprune.tracking.naming import project_name
 from conftest import REPO
 
@@ -324,13 +325,6 @@ def test_unknown_command_line_variable_and_bad_usage_are_one_line(tmp_path):
 
 # --- config -> trainer ----------------------------------------------------------------------
 
-CONTRACT_DESTS = {
-    "model_name", "dataset", "block_size", "compile", "batch_size", "gradient_accumulation",
-    "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
-    "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
-    "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
-    "target_sparsity", "pruning_warmup", "pruning_ramp", "tracker", "tracker_project", "tracker_run_name",
-    "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
 
 
 def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(tmp_path):
@@ -345,9 +339,9 @@ def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(t
     for name in [str(dc), *ALL_DEFCONFIGS]:
         defconfig(tmp_path, name)
         defaults = trainer_defaults(load_config(tmp_path))
-        assert set(defaults) <= CONTRACT_DESTS <= parser_dests, name
+        assert set(defaults) <= TRAINER_CONTRACT_DESTS <= parser_dests, name
         seen |= set(defaults)
-    assert seen == CONTRACT_DESTS == set(TRAINER_DESTS.values()) | {"tracker"}
+    assert seen == TRAINER_CONTRACT_DESTS == set(TRAINER_DESTS.values()) | {"tracker"}
 
 
 def test_precedence_flags_over_config_over_builtin(tmp_path, monkeypatch):

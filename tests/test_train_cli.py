@@ -6,14 +6,8 @@ import pytest
 
 from adamwprune.errors import UserError
 from adamwprune.train.cli import BUILTIN_DEFAULTS, build_parser, main, parse_args
+from conftest import TRAINER_CONTRACT_DESTS
 
-CONTRACT_DESTS = {
-    "model_name", "dataset", "block_size", "compile", "batch_size", "gradient_accumulation",
-    "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
-    "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
-    "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
-    "target_sparsity", "pruning_warmup", "pruning_ramp", "tracker", "tracker_project", "tracker_run_name",
-    "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +18,10 @@ def no_config(tmp_path, monkeypatch):
 
 def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
     options = {action.dest: action for action in build_parser()._actions if action.option_strings}
-    assert CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
+    assert TRAINER_CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
     for dest, action in options.items():
         assert action.help and action.help.strip(), dest
-    assert set(BUILTIN_DEFAULTS) == CONTRACT_DESTS | {"resume", "data_dir"}
+    assert set(BUILTIN_DEFAULTS) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir"}
 
 
 def test_help_shows_every_flag_with_its_default(capsys):
