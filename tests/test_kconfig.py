@@ -304,7 +304,7 @@ def test_malformed_dotconfig_line_is_an_error_for_run_and_trainer(tmp_path):
     trainer = subprocess.run([sys.executable, str(REPO / "gpt2/train.py"), "--help"], cwd=tmp_path,
                              env=child_env(), capture_output=True, text=True, timeout=60)
     assert trainer.returncode != 0
-    assert trainer.stderr.strip().splitlines()[-1].endswith(f"malformed line 'CONFIG_BATCH_SIZE 8'")
+    assert trainer.stderr.strip().splitlines()[-1].endswith("malformed line 'CONFIG_BATCH_SIZE 8'")
     assert len(trainer.stderr.strip().splitlines()) == 1
 
 

@@ -8,7 +8,7 @@ import sys
 
 from adamwprune.tracking.readback import missing_points
 from adamwprune.tracking.selftest import fake_run
-from conftest import REPO, trackio_rows
+from conftest import trackio_rows
 
 
 def test_fake_run_looks_like_training():

@@ -61,6 +61,25 @@ class Backend:
         return None
 
 
+def trackio_show_command(project: str) -> str:
+    """The command that opens the Trackio dashboard on ``project``'s data.
+
+    Names TRACKIO_DIR when it is set, and the venv's ``trackio`` when the one on
+    PATH is another (or none).
+    """
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).with_name("trackio")
+    on_path = shutil.which("trackio")
+    program = "trackio"
+    if beside.exists() and not (on_path and Path(on_path).resolve() == beside.resolve()):
+        cwd = Path.cwd()
+        program = str(beside.relative_to(cwd)) if beside.is_relative_to(cwd) else str(beside)
+    prefix = f"TRACKIO_DIR={os.environ['TRACKIO_DIR']} " if os.environ.get("TRACKIO_DIR") else ""
+    return f'{prefix}{program} show --project "{project}"'
+
+
 def load_backend(name: str, import_path: str, info: RunInfo) -> Backend:
     module_name, _, class_name = import_path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
@@ -86,8 +105,7 @@ class TrackioBackend(Backend):
         self._run.finish()
 
     def where(self) -> str:
-        prefix = f"TRACKIO_DIR={os.environ['TRACKIO_DIR']} " if os.environ.get("TRACKIO_DIR") else ""
-        return f'{prefix}trackio show --project "{self.info.project}"'
+        return trackio_show_command(self.info.project)
 
     def delivered_filter(self):
         from trackio.sqlite_storage import SQLiteStorage

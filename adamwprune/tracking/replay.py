@@ -7,7 +7,6 @@ hand; records a backend can tell it already holds (Trackio) are skipped.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from adamwprune.tracking.backends import BACKENDS
 from adamwprune.tracking.delivery import Reporter, deliver
 from adamwprune.tracking.journal import JOURNAL_NAME
 from adamwprune.tracking.selection import parse_trackers
-from adamwprune.tracking.tracker import _check_wandb, _require_writable, _trackio_dir
+from adamwprune.tracking.tracker import preflight
 from adamwprune.tracking.runinfo import read_run_info, write_run_info
 
 
@@ -28,13 +27,10 @@ def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
     info = read_run_info(run_dir)
     if not (run_dir / JOURNAL_NAME).exists():
         raise UserError(f"{run_dir / JOURNAL_NAME} not found; nothing to replay")
-    if "wandb" in names:
-        offline = _check_wandb(info.wandb_offline)
-        if offline != info.wandb_offline:
-            info.wandb_offline = offline
-            write_run_info(info)
-    if "trackio" in names:
-        _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
+    offline = preflight(names, info.wandb_offline)
+    if offline != info.wandb_offline:
+        info.wandb_offline = offline
+        write_run_info(info)
     result = deliver(run_dir, {name: BACKENDS[name] for name in names}, replay=True,
                      drain_timeout=timeout, report=Reporter(sys.stderr))
     for name, backend in result["backends"].items():

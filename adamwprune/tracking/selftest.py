@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from adamwprune.errors import UserError, run_main
+from adamwprune.errors import run_main
 
 
 def fake_run(iters: int = 300, log_interval: int = 10, eval_interval: int = 100,

@@ -65,9 +65,7 @@ class ExperimentTracker:
             return
         if not project or not run_name:
             raise UserError("a tracked run needs a project and a run name")
-        wandb_offline = _check_wandb(wandb_offline) if "wandb" in self.backends else wandb_offline
-        if "trackio" in self.backends:
-            _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
+        wandb_offline = preflight(self.backends, wandb_offline)
         _require_writable(self.run_dir, "run directory", "choose another --output-dir")
         info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
         journal_path = self.run_dir / JOURNAL_NAME
@@ -197,6 +195,13 @@ class ExperimentTracker:
             self.finish("interrupted")
         else:
             self.finish("failed")
+
+
+def preflight(backends: Sequence[str], wandb_offline: bool) -> bool:
+    """Check up front what would make a backend fail later; return whether W&B runs offline."""
+    if "trackio" in backends:
+        _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
+    return _check_wandb(wandb_offline) if "wandb" in backends else wandb_offline
 
 
 def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,

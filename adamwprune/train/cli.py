@@ -7,9 +7,6 @@ when there is one; any flag given on the command line wins.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -245,15 +242,6 @@ def _print_summary(result, trackers: tuple[str, ...], args: argparse.Namespace, 
     print(f"done: {result.iteration} iterations in {result.total_training_time:.0f}s, {best_text}; "
           f"run dir {run_dir}", flush=True)
     if "trackio" in trackers:
-        prefix = f"TRACKIO_DIR={os.environ['TRACKIO_DIR']} " if os.environ.get("TRACKIO_DIR") else ""
-        print(f'view it: {prefix}{_trackio_command()} show --project "{args.tracker_project}"', flush=True)
+        from adamwprune.tracking.backends import trackio_show_command
 
-
-def _trackio_command() -> str:
-    """``trackio`` if that is the one on PATH, else the path of the one beside this Python."""
-    beside = Path(sys.executable).with_name("trackio")
-    on_path = shutil.which("trackio")
-    if not beside.exists() or (on_path and Path(on_path).resolve() == beside.resolve()):
-        return "trackio"
-    cwd = Path.cwd()
-    return str(beside.relative_to(cwd)) if beside.is_relative_to(cwd) else str(beside)
+        print(f"view it: {trackio_show_command(args.tracker_project)}", flush=True)
