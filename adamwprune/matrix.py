@@ -33,10 +33,11 @@ class Combination:
         return f"{prefix}_{name}" if prefix else name
 
     def flags(self, model: str, prefix: str = "") -> list[str]:
-        flags = ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method]
-        if self.pruning_method != "none":
-            flags += ["--target-sparsity", f"{self.target_sparsity:g}"]
-        return flags + ["--tracker-run-name", self.run_name(model, prefix)]
+        """Trainer flags for this run. ``--target-sparsity`` is always passed (0 for dense
+        runs), so a dense run does not log the configuration's TARGET_SPARSITY."""
+        return ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method,
+                "--target-sparsity", f"{self.target_sparsity:g}",
+                "--tracker-run-name", self.run_name(model, prefix)]
 
 
 def _selected(cfg, table: dict[str, object]) -> list:
