@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from adamwprune.kconfig import load_config, trainer_defaults
+from adamwprune.kconfig.runner import variable_flags
 from adamwprune.kconfig.symbols import TRAINER_DESTS
 from adamwprune.kconfig.tree import list_defconfigs
 from conftest import TRAINER_CONTRACT_DESTS
@@ -321,6 +322,19 @@ def test_unknown_command_line_variable_and_bad_usage_are_one_line(tmp_path):
     assert "--set expects VAR=VALUE" in one_line_error(
         kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", "TRACKER"))
     assert "invalid choice" in one_line_error(kconfig(tmp_path, "frobnicate"))
+
+
+def test_make_and_make_defconfig_check_command_line_variables_alike(tmp_path):
+    """``make`` (run) and ``make defconfig`` reject the same variables with the same words."""
+    defconfig(tmp_path, "gpt2-pydocs-cpu")
+    for bad in ("FOO=1", "GPU_MONITOR=maybe", "TRACKER=mlflow"):
+        at_defconfig = one_line_error(kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", bad))
+        assert one_line_error(kconfig(tmp_path, "run", "--set", bad)) == at_defconfig
+    assert one_line_error(kconfig(tmp_path, "run", "--set", "FOO=1")) == \
+        "unknown variable FOO; valid: TRACKER, GPU_MONITOR"
+    assert variable_flags({"GPU_MONITOR": "off", "TRACKER": "wandb, trackio"}) == [
+        "--tracker", "both", "--no-gpu-monitor"]
+    assert variable_flags({"GPU_MONITOR": "Yes"}) == ["--gpu-monitor"] and variable_flags({}) == []
 
 
 # --- config -> trainer ----------------------------------------------------------------------

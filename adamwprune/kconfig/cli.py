@@ -87,8 +87,7 @@ def cmd_menuconfig(root: Path, args) -> int:
     before = kconf.syms["TRACKER_PROJECT"].str_value
     if resolve_project(kconf, root) != before:
         write_dotconfig(kconf, dotconfig, "make menuconfig")
-    typed_values(kconf)
-    write_pyconfig(kconf, root)
+    write_pyconfig(kconf, root)  # checks every value (typed_values) before writing
     return 0
 
 

@@ -66,7 +66,7 @@ def typed_values(kconf) -> dict[str, object]:
     import kconfiglib
 
     model = choice_value(kconf, "MODEL")
-    values: dict[str, object] = {"MODEL": model}
+    values: dict[str, object] = {}
     for derived in CHOICES:
         value = choice_value(kconf, derived)
         if value is not None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from adamwprune import matrix
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, load_config
-from adamwprune.kconfig.tree import REPO_ROOT, available_hint, parse_bool, tree_root
-from adamwprune.tracking.selection import format_trackers, parse_trackers
+from adamwprune.kconfig.tree import REPO_ROOT, available_hint, parse_command_line, tree_root
+from adamwprune.tracking.selection import format_trackers
 
 CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
 
@@ -40,14 +40,12 @@ def trainer_command(cfg, root: Path) -> list[str]:
 
 def variable_flags(variables: dict[str, str]) -> list[str]:
     """Trainer flags for make's command-line variables (``make TRACKER=trackio``)."""
+    command_line = parse_command_line(variables)
     flags = []
-    for name, value in variables.items():
-        if name == "TRACKER":
-            flags += ["--tracker", format_trackers(parse_trackers(value))]
-        elif name == "GPU_MONITOR":
-            flags.append("--gpu-monitor" if parse_bool(name, value) == "y" else "--no-gpu-monitor")
-        else:
-            raise UserError(f"unknown variable {name}; valid: TRACKER, GPU_MONITOR")
+    if command_line.trackers is not None:
+        flags += ["--tracker", format_trackers(command_line.trackers)]
+    if command_line.gpu_monitor is not None:
+        flags.append("--gpu-monitor" if command_line.gpu_monitor else "--no-gpu-monitor")
     return flags
 
 

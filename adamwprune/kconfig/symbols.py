@@ -51,7 +51,8 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "DEVICE": DEVICES,
 }
 
-# symbol (or derived name) -> trainer argparse dest (see /tmp/contract.md)
+# symbol (or derived name) -> the trainer's argparse dest (the contract with the trainer's
+# command line; tests/test_kconfig.py checks it against the trainer's real parser)
 TRAINER_DESTS: dict[str, str] = {
     "GPT2_MODEL_NAME": "model_name",
     "DATASET": "dataset",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from adamwprune.errors import UserError
@@ -125,17 +126,34 @@ def set_symbol(kconf, name: str, value: str) -> None:
         raise UserError(f"cannot set {PREFIX}{name}={value}: {_why_not(sym)}")
 
 
-def apply_command_line(kconf, variables: dict[str, str]) -> None:
-    """Apply make's command-line variables. TRACKER decides the trackers: without it,
-    tracking is off whatever the defconfig says (the spec's "No tracking (default)")."""
+@dataclass(frozen=True)
+class CommandLine:
+    """make's command-line variables, checked; None where a variable was not given."""
+    trackers: tuple[str, ...] | None = None  # TRACKER=, as backend names
+    gpu_monitor: bool | None = None  # GPU_MONITOR=
+
+
+def parse_command_line(variables: dict[str, str]) -> CommandLine:
+    """Check make's command-line variables (names and values); the one place that does,
+    for ``make defconfig`` (apply_command_line) and ``make`` (the trainer's flags)."""
     for name in variables:
         if name not in COMMAND_LINE_VARIABLES:
             raise UserError(f"unknown variable {name}; valid: {', '.join(COMMAND_LINE_VARIABLES)}")
-    trackers = parse_trackers(variables.get("TRACKER"))
+    trackers = parse_trackers(variables["TRACKER"]) if "TRACKER" in variables else None
+    gpu_monitor = (parse_bool("GPU_MONITOR", variables["GPU_MONITOR"]) == "y"
+                   if "GPU_MONITOR" in variables else None)
+    return CommandLine(trackers, gpu_monitor)
+
+
+def apply_command_line(kconf, variables: dict[str, str]) -> None:
+    """Apply make's command-line variables. TRACKER decides the trackers: without it,
+    tracking is off whatever the defconfig says (the spec's "No tracking (default)")."""
+    command_line = parse_command_line(variables)
+    trackers = command_line.trackers or ()
     set_symbol(kconf, "ENABLE_TRACKIO", "y" if "trackio" in trackers else "n")
     set_symbol(kconf, "ENABLE_WANDB", "y" if "wandb" in trackers else "n")
-    if "GPU_MONITOR" in variables:
-        set_symbol(kconf, "GPU_MONITOR", parse_bool("GPU_MONITOR", variables["GPU_MONITOR"]))
+    if command_line.gpu_monitor is not None:
+        set_symbol(kconf, "GPU_MONITOR", "y" if command_line.gpu_monitor else "n")
 
 
 def parse_bool(name: str, text: str) -> str:
