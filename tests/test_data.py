@@ -89,6 +89,17 @@ def test_get_batch_is_reproducible_with_a_generator():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
 
 
+def test_get_batch_draws_the_same_windows_for_the_same_generator_state():
+    """Pinned start tokens of the windows drawn from one generator, across calls, block
+    sizes and splits (the per-(split, block_size) cache must not change the draw)."""
+    ds = counting_dataset(range(0, 100), range(1000, 1040), range(5000, 5010), range(7000, 7300))
+    g = torch.Generator().manual_seed(3)
+    assert [ds.get_batch("train", 6, 16, g)[0][:, 0].tolist() for _ in range(2)] == [
+        [7030, 7140, 7077, 11, 56, 7108], [7188, 7113, 7009, 7151, 7038, 7087]]
+    assert ds.get_batch("train", 4, 8, g)[0][:, 0].tolist() == [7007, 7087, 64, 7107]
+    assert ds.get_batch("val", 3, 16, g)[0][:, 0].tolist() == [27, 54, 20]
+
+
 def test_get_batch_too_long_a_block_is_a_user_error():
     with pytest.raises(UserError, match="block_size"):
         counting_dataset(range(0, 50)).get_batch("val", 2, 64)
@@ -200,6 +211,20 @@ def test_corrupt_meta_is_named(prepared):
     meta.write_text(json.dumps(good))
     with pytest.raises(UserError, match="bad shard file name"):
         load_token_dir(prepared, "finewebedu")
+
+
+def test_corrupt_dataset_names_the_prepare_command_for_its_data_dir(prepared, tmp_path, monkeypatch):
+    (prepared / "val_000000.bin").unlink()
+    # a custom data directory: the command re-prepares into that directory
+    with pytest.raises(UserError, match=r"missing; re-run: python -m adamwprune\.data prepare finewebedu "
+                                        rf"--data-dir {tmp_path}$"):
+        get_dataset("finewebedu", tmp_path)
+    # the default data directory: the make target
+    (tmp_path / "data").mkdir()
+    prepared.rename(tmp_path / "data" / "finewebedu")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"missing; re-run: make prepare-data DATASET=finewebedu$"):
+        get_dataset("finewebedu", "data")
 
 
 def test_shakespeare_from_a_local_file(tmp_path):

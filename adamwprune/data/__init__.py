@@ -13,10 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from adamwprune.data.tokens import TokenDataset, is_prepared, load_token_dir
+from adamwprune.data.tokens import DEFAULT_DATA_DIR, TokenDataset, is_prepared, load_token_dir, prepare_command
 from adamwprune.errors import UserError
-
-DEFAULT_DATA_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -37,13 +35,6 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("ADAMWPRUNE_DATA_DIR", DEFAULT_DATA_DIR))
 
 
-def prepare_command(name: str, data_dir: Path | str | None = None) -> str:
-    """The command a user runs to prepare ``name`` (into ``data_dir``)."""
-    if data_dir is None or Path(data_dir) == Path(DEFAULT_DATA_DIR):
-        return f"make prepare-data DATASET={name}"
-    return f"python -m adamwprune.data prepare {name} --data-dir {data_dir}"
-
-
 def get_dataset(name: str, data_dir: str | Path | None = None) -> TokenDataset:
     """Open dataset ``name``; prepared datasets are read from ``data_dir/name/``
     (default ``$ADAMWPRUNE_DATA_DIR`` or ``data``)."""
@@ -61,4 +52,4 @@ def get_dataset(name: str, data_dir: str | Path | None = None) -> TokenDataset:
     return load_token_dir(directory, name)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "TokenDataset", "get_dataset", "prepare_command", "default_data_dir"]
+__all__ = ["DATASETS", "DEFAULT_DATA_DIR", "DatasetInfo", "TokenDataset", "get_dataset", "prepare_command", "default_data_dir"]

@@ -37,6 +37,16 @@ META_FILE = "meta.json"
 _CHECK_TOKENS = 1 << 20
 
 
+DEFAULT_DATA_DIR = "data"
+
+
+def prepare_command(name: str, data_dir: Path | str | None = None) -> str:
+    """The command a user runs to prepare ``name`` (into ``data_dir``)."""
+    if data_dir is None or Path(data_dir) == Path(DEFAULT_DATA_DIR):
+        return f"make prepare-data DATASET={name}"
+    return f"python -m adamwprune.data prepare {name} --data-dir {data_dir}"
+
+
 def padded_vocab_size(n_token_ids: int, multiple: int = 64) -> int:
     """Round the number of token ids up to a multiple of 64 (faster matmuls on GPUs)."""
     return -(-n_token_ids // multiple) * multiple
@@ -71,6 +81,8 @@ class TokenDataset:
         self.eot_token = eot_token
         self.source = source
         self._splits = {s: list(arrays) for s, arrays in splits.items()}
+        # (split, block_size) -> (window starts per array, their cumulative sum), for get_batch
+        self._starts: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -99,14 +111,13 @@ class TokenDataset:
 
         arrays = self.shards(split)
         window = block_size + 1
-        starts_per_array = np.array([max(len(a) - window + 1, 0) for a in arrays], dtype=np.int64)
-        total_starts = int(starts_per_array.sum())
+        starts_per_array, ends = self._window_starts(split, block_size)
+        total_starts = int(ends[-1]) if len(ends) else 0
         if total_starts == 0:
             raise UserError(f"dataset {self.name!r}: the {split} split ({self.num_tokens(split)} tokens) "
                             f"has no shard longer than block_size + 1 = {window} tokens; "
                             f"use a smaller --block-size")
         picks = torch.randint(total_starts, (batch_size,), generator=generator).numpy()
-        ends = np.cumsum(starts_per_array)
         which = np.searchsorted(ends, picks, side="right")
         offsets = picks - (ends[which] - starts_per_array[which])
         rows = np.stack([arrays[i][o:o + window] for i, o in zip(which, offsets)]).astype(np.int64)
@@ -117,6 +128,16 @@ class TokenDataset:
         else:
             data = data.to(device)
         return data[:, :-1], data[:, 1:]
+
+    def _window_starts(self, split: str, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """How many windows of ``block_size + 1`` tokens start in each array of ``split``,
+        and the cumulative sum of that; computed once per (split, block_size)."""
+        key = (split, block_size)
+        if key not in self._starts:
+            window = block_size + 1
+            per_array = np.array([max(len(a) - window + 1, 0) for a in self.shards(split)], dtype=np.int64)
+            self._starts[key] = (per_array, np.cumsum(per_array))
+        return self._starts[key]
 
     def __repr__(self) -> str:
         return (f"TokenDataset({self.name!r}, encoding={self.encoding!r}, vocab_size={self.vocab_size}, "
@@ -273,7 +294,7 @@ def load_token_dir(directory: str | Path, name: str) -> TokenDataset:
     any mismatch is a one-line UserError naming the file."""
     directory = Path(directory)
     meta_path = directory / META_FILE
-    redo = f"re-run: python -m adamwprune.data prepare {name}"
+    redo = f"re-run: {prepare_command(name, directory.parent)}"
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
