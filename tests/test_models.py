@@ -10,7 +10,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from adamwprune.errors import UserError
-from adamwprune.models.gpt2 import GPT, PRESETS, GPTConfig
+from adamwprune.models.gpt2 import GPT, PADDED_GPT2_VOCAB, PRESETS, GPTConfig
 
 
 @pytest.fixture
@@ -23,6 +23,12 @@ def random_batch(batch: int, length: int, vocab: int, seed: int) -> tuple[torch.
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(vocab, (batch, length), generator=g),
             torch.randint(vocab, (batch, length), generator=g))
+
+
+def test_default_vocab_is_the_padded_gpt2_vocab_of_the_data_side():
+    from adamwprune.data.tokens import padded_vocab_size
+
+    assert PADDED_GPT2_VOCAB == padded_vocab_size(50257) == 50304 == GPTConfig().vocab_size
 
 
 def test_forward_shapes_and_optional_loss(tiny):

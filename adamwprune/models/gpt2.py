@@ -14,10 +14,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from adamwprune.data.encoding import GPT2_N_TOKEN_IDS
+from adamwprune.data.tokens import padded_vocab_size
 from adamwprune.errors import UserError
 
-# GPT-2's BPE vocabulary (50257) padded up to a multiple of 64, which is faster on GPUs.
-PADDED_GPT2_VOCAB = 50304
+# GPT-2's BPE vocabulary (50257) padded up to a multiple of 64 (50304), which is faster on
+# GPUs: the same rounding as a dataset's vocab_size. (adamwprune.data imports no torch.)
+PADDED_GPT2_VOCAB = padded_vocab_size(GPT2_N_TOKEN_IDS)
 
 
 @dataclass(frozen=True)
