@@ -9,7 +9,6 @@ from adamwprune.train.cli import BUILTIN_DEFAULTS, build_parser, main, parse_arg
 from conftest import TRAINER_CONTRACT_DESTS
 
 
-
 @pytest.fixture(autouse=True)
 def no_config(tmp_path, monkeypatch):
     """Run where there is no .config, so only built-in defaults and flags count."""
@@ -54,6 +53,9 @@ def test_the_spec_command_line_parses():
     (["--optimizer", "adamwprune"], "optimizer 'adamwprune' is not available yet"),
     (["--pruning-method", "movement"], "pruning method 'movement' is not available yet"),
     (["--eval-interval", "0"], "eval-interval must be at least 1"),
+    (["--beta1", "1.0"], r"beta1 must be in \[0, 1\) \(got 1.0\)"),
+    (["--optimizer", "sgd", "--momentum", "-0.9"], r"momentum must be in \[0, 1\)"),
+    (["--learning-rate", "1e-4", "--min-lr", "1e-3"], "min-lr .* must not exceed learning-rate"),
     (["--dataset", "pydocs", "--model-name", "gpt3"], "unknown GPT-2 model 'gpt3'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "tpu"], "unknown device 'tpu'"),

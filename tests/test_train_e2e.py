@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import REPO, trackio_rows
 
+from adamwprune.errors import UserError
 from adamwprune.train.schedule import learning_rate
 
 TRAIN = str(REPO / "gpt2" / "train.py")
@@ -111,7 +113,7 @@ def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
     assert 'trackio show --project "p-metrics"' in proc.stdout.strip().splitlines()[-1]
 
 
-def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_env):
+def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_env, monkeypatch):
     tmp = tracking_env
     common = [*SMALL, "--log-interval", "2", "--eval-interval", "2", "--tracker", "trackio",
               "--tracker-project", "p-resume", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
@@ -137,6 +139,24 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     again = train(tmp, *common, "--max-iters", "8", "--resume")
     assert again.returncode == 2 and "pass a larger --max-iters" in again.stderr
     assert journal(run_dir) == records  # refused before the tracked run was touched
+    other = train(tmp, *common, "--max-iters", "12", "--resume", "--model-name", "gpt2")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines() == [
+        "gpt2/train.py: error: cannot resume: the checkpoint was made with different settings "
+        "(model_name: checkpoint 'gpt2-tiny', now 'gpt2'); use the same flags as the original run"]
+    assert journal(run_dir) == records  # the run still ended "finished": no new start/end records
+    assert steps_of(trackio_rows("p-resume", "r1"), "train_loss") == [2, 4, 6, 8]
+
+    from adamwprune.train.cli import main
+
+    monkeypatch.chdir(tmp)  # no .config here
+    (run_dir / "notes.pt").write_text("not a checkpoint\n")
+    refusals = [("ckpt_best.pt", r"it lacks optimizer, best_val_loss, training_time .*its ckpt_last.pt"),
+                ("notes.pt", "cannot read checkpoint .*notes.pt: ")]
+    for name, message in refusals:
+        with pytest.raises(UserError, match=message):
+            main([*common, "--max-iters", "12", "--resume", str(run_dir / name)])
+    assert journal(run_dir) == records
     fresh = train(tmp, *common, "--max-iters", "8")
     assert fresh.returncode == 2 and "continue it with --resume" in fresh.stderr
 
@@ -162,12 +182,34 @@ def test_a_resumed_run_matches_an_uninterrupted_one_exactly(tracking_env):
     assert resumed == straight
 
 
+def expected_ddp_train_losses(world_size: int, steps: int, accumulation: int, interval: int) -> dict:
+    """train_loss per log step of an untrained model (learning rate 0), averaged over all ranks."""
+    from adamwprune.data import get_dataset
+    from adamwprune.train.gpt2 import GPT2Adapter
+
+    adapter = GPT2Adapter(get_dataset("pydocs"), model_name="gpt2-tiny", block_size=32)
+    torch.manual_seed(1337)  # the loop's seed before building the model
+    model = adapter.build_model()
+    per_rank = []
+    with torch.no_grad():
+        for rank in range(world_size):
+            generator = torch.Generator().manual_seed(1337 + 1 + rank)  # the rank's data stream
+            losses = [adapter.loss(model, adapter.get_batch("train", 4, generator, "cpu")).item()
+                      for _ in range(steps * accumulation)]
+            per_interval = interval * accumulation
+            per_rank.append([sum(losses[i:i + per_interval]) / per_interval
+                             for i in range(0, len(losses), per_interval)])
+    return {interval * (i + 1): [rank[i] for rank in per_rank] for i in range(steps // interval)}
+
+
 def test_two_process_ddp_run_is_one_tracked_run(tracking_env):
     tmp = tracking_env
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    # learning rate 0: the weights stay put, so the test can recompute every rank's losses
     proc = ok(train(tmp, *SMALL, "--max-iters", "4", "--gradient-accumulation", "2", "--log-interval", "2",
                     "--eval-interval", "2", "--tracker", "trackio", "--tracker-project", "p-ddp",
-                    "--output-dir", str(tmp / "runs"), launcher=launcher))
+                    "--learning-rate", "0", "--min-lr", "0", "--output-dir", str(tmp / "runs"),
+                    launcher=launcher))
     runs = trackio_runs("p-ddp")
     assert len(runs) == 1
     assert [p.name for p in (tmp / "runs" / "p-ddp").iterdir()] == runs
@@ -181,6 +223,12 @@ def test_two_process_ddp_run_is_one_tracked_run(tracking_env):
     assert len(last["rng"]["per_rank"]) == 2
     # tokens per step count every process: 2 ranks x 2 micro-batches x 4 x 32
     assert "512 tok/iter" in proc.stdout
+    # train_loss is the mean over the interval and over both processes, not rank 0's alone
+    logged = {row["step"]: row["train_loss"] for row in rows if "train_loss" in row}
+    expected = expected_ddp_train_losses(world_size=2, steps=4, accumulation=2, interval=2)
+    for step, (rank0, rank1) in expected.items():
+        assert abs(rank0 - rank1) > 1e-3  # the ranks saw different batches: the mean tells them apart
+        assert logged[step] == pytest.approx((rank0 + rank1) / 2, rel=1e-5), step
 
 
 def test_unprepared_finewebedu_is_a_one_line_error_naming_make_prepare_data(tracking_env):

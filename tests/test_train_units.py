@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
 import pytest
 import torch
 
+from adamwprune.data import get_dataset
 from adamwprune.errors import UserError
 from adamwprune.optim import build_optimizer, check_optimizer
 from adamwprune.pruning import NoPruning, build_pruner, check_pruning_method, measure_sparsity
+from adamwprune.tracking import ExperimentTracker
 from adamwprune.train import checkpoint as ckpt
+from adamwprune.train.distributed import DistContext
+from adamwprune.train.gpt2 import GPT2Adapter
 from adamwprune.train.hardware import peak_bf16_flops
-from adamwprune.train.loop import TrainSettings, check_can_continue, perplexity
+from adamwprune.train.loop import (ResumeState, Trainer, TrainSettings, check_can_continue,
+                                   check_resume_state, perplexity, train)
 from adamwprune.train.schedule import learning_rate
 
 SCHEDULE = dict(base_lr=1e-3, min_lr=1e-4, warmup_iters=10, max_iters=110)
@@ -74,6 +80,97 @@ def test_failed_save_keeps_the_previous_checkpoint_and_no_temp_file(tmp_path):
         ckpt.save_atomic({"iteration": 2, "bad": lambda: None}, path)  # lambdas don't pickle
     assert ckpt.load(path) == {"iteration": 1}
     assert os.listdir(tmp_path) == [ckpt.LAST_NAME]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n", b'{"a": 1}', "truncated"])
+def test_a_file_that_is_not_a_checkpoint_is_a_one_line_user_error_naming_it(tmp_path, content):
+    path = tmp_path / "some.pt"
+    if content == "truncated":
+        ckpt.save_atomic({"weights": torch.ones(1000)}, path)
+        content = path.read_bytes()[:500]
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=f"cannot read checkpoint {path}: ") as error:
+        ckpt.load(path)
+    assert "\n" not in str(error.value)
+
+
+# --- resume checks ---------------------------------------------------------------------------
+
+def tiny_adapter(model_name="gpt2-tiny", block_size=16):
+    return GPT2Adapter(get_dataset("pydocs"), model_name=model_name, block_size=block_size)
+
+
+def last_state(adapter, iteration=4, training_time=1.0):
+    """What ckpt_last.pt holds (the loop's _save_last), minus the tensors the checks never read."""
+    return {"format": 1, "model": {}, "optimizer": {}, "iteration": iteration, "best_val_loss": 2.0,
+            "training_time": training_time, "rng": {}, "model_description": adapter.describe(),
+            "run": {"project": "p", "run_name": "r"}}
+
+
+def test_resume_checks_accept_a_matching_ckpt_last():
+    adapter = tiny_adapter()
+    checked = check_resume_state(last_state(adapter), adapter, TrainSettings(max_iters=8))
+    assert isinstance(checked, ResumeState) and checked.state["iteration"] == 4
+
+
+def test_resume_from_ckpt_best_or_a_foreign_object_is_refused_with_a_hint(tmp_path):
+    adapter = tiny_adapter()
+    best = {"format": 1, "model": {}, "iteration": 4, "val_loss": 2.0,
+            "model_description": adapter.describe(), "run": {}}  # the loop's _best_state
+    with pytest.raises(UserError, match=r"cannot resume from .*ckpt_best.pt: it lacks optimizer, "
+                                        r"best_val_loss, training_time .*pass the run directory or its "
+                                        r"ckpt_last.pt"):
+        check_resume_state(best, adapter, TrainSettings(), source=tmp_path / "ckpt_best.pt")
+    with pytest.raises(UserError, match="is not a training checkpoint"):
+        check_resume_state([1, 2], adapter, TrainSettings())
+    with pytest.raises(UserError, match="checkpoint format 7 is not supported"):
+        check_resume_state({**last_state(adapter), "format": 7}, adapter, TrainSettings())
+
+
+def test_resume_with_other_model_settings_or_a_spent_budget_is_refused():
+    state = last_state(tiny_adapter(), iteration=8, training_time=30.0)
+    with pytest.raises(UserError, match="model_name: checkpoint 'gpt2-tiny', now 'gpt2'.*block_size: "
+                                        "checkpoint 16, now 64"):
+        check_resume_state(state, tiny_adapter("gpt2", 64), TrainSettings(max_iters=100))
+    with pytest.raises(UserError, match="pass a larger --max-iters"):
+        check_resume_state(state, tiny_adapter(), TrainSettings(max_iters=8))
+    with pytest.raises(UserError, match="pass a larger --max-time"):
+        check_resume_state(state, tiny_adapter(), TrainSettings(max_iters=100, max_time=30))
+
+
+def test_train_takes_only_a_checked_resume_state_and_fails_the_tracked_run(tracking_env):
+    run_dir = tracking_env / "run"
+    tracker = ExperimentTracker("none", project="p", run_name="r", run_dir=run_dir)
+    adapter = tiny_adapter()
+    with pytest.raises(TypeError, match="check_resume_state"):
+        train(adapter, TrainSettings(), ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
+              run_info={}, resume_state=last_state(adapter))
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["event"], e.get("status")) for e in events] == [("start", None), ("end", "failed")]
+
+
+def test_a_trainer_that_cannot_be_built_still_finishes_the_tracked_run_as_failed(tracking_env):
+    run_dir = tracking_env / "run"
+    tracker = ExperimentTracker("none", project="p", run_name="r", run_dir=run_dir)
+    with pytest.raises(TypeError):
+        train(tiny_adapter(), TrainSettings(), ctx=DistContext(device="cpu"), tracker=tracker,
+              run_dir=run_dir, run_info=None)  # dict(None) fails inside Trainer()
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "failed"
+
+
+def test_a_hard_interrupt_right_after_a_step_saves_the_new_weights_with_the_new_count(tmp_path):
+    settings = TrainSettings(batch_size=2, max_iters=10, eval_samples=1, warmup_iters=0)
+    trainer = Trainer(tiny_adapter(), settings, ctx=DistContext(device="cpu"), tracker=None,
+                      run_dir=tmp_path, run_info={})
+    trainer.setup(None)
+    trainer._reset_interval(torch)
+    trainer._train_step()  # a second Ctrl-C landing as the step returns finds a consistent state
+    trainer.save_after_hard_interrupt()
+    saved = ckpt.load(tmp_path / ckpt.LAST_NAME)
+    assert saved["iteration"] == 1
+    assert all(torch.equal(saved["model"][k], v) for k, v in trainer.model.state_dict().items())
+    assert saved["optimizer"]["state"]  # the update the weights came from
 
 
 # --- optimizer and pruning hooks -------------------------------------------------------------
@@ -146,13 +243,26 @@ def test_peak_flops_lookup_prefers_the_specific_name():
     assert peak_bf16_flops("Some Future GPU") is None
 
 
-def test_settings_reject_nonsense_with_a_flag_name():
-    with pytest.raises(UserError, match="eval-interval must be at least 1"):
-        TrainSettings(eval_interval=0).validate()
-    with pytest.raises(UserError, match="learning-rate must not be negative"):
-        TrainSettings(learning_rate=-1).validate()
-    with pytest.raises(UserError, match=r"target-sparsity must be in \[0, 1\)"):
-        TrainSettings(target_sparsity=1.0).validate()
+@pytest.mark.parametrize("values, message", [
+    (dict(eval_interval=0), "eval-interval must be at least 1"),
+    (dict(learning_rate=-1), "learning-rate must not be negative"),
+    (dict(target_sparsity=1.0), r"target-sparsity must be in \[0, 1\) \(got 1.0\)"),
+    (dict(beta1=1.0), r"beta1 must be in \[0, 1\)"),
+    (dict(beta2=-0.5), r"beta2 must be in \[0, 1\)"),
+    (dict(momentum=-0.1), r"momentum must be in \[0, 1\)"),
+    (dict(weight_decay=-0.1), "weight-decay must not be negative"),
+    (dict(learning_rate=float("nan")), "learning-rate must be a finite number"),
+    (dict(learning_rate=1e-4, min_lr=1e-3), r"min-lr \(0.001\) must not exceed learning-rate \(0.0001\)"),
+    (dict(gpu_monitor_interval=0.0), "gpu-monitor-interval must be at least 0.001"),
+    (dict(max_time=float("nan")), "max-time must be a number"),
+])
+def test_settings_reject_nonsense_with_a_flag_name_as_they_are_built(values, message):
+    with pytest.raises(UserError, match=message):
+        TrainSettings(**values)
+
+
+def test_settings_accept_the_edges_of_their_ranges():
+    TrainSettings(beta1=0.0, beta2=0.999, momentum=0.0, min_lr=6e-4, learning_rate=6e-4, grad_clip=0.0)
 
 
 def test_a_finished_run_cannot_be_resumed_without_a_larger_limit():

@@ -50,9 +50,20 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def load(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
+    """torch.load ``path``; a file that is not a readable checkpoint is a UserError naming it."""
+    import pickle
+
     import torch
 
-    return torch.load(Path(path), map_location=map_location, weights_only=False)
+    from adamwprune.errors import UserError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (OSError, EOFError, pickle.UnpicklingError, RuntimeError, ValueError, ImportError,
+            AttributeError) as err:  # not a torch.save file, truncated, unreadable, or from other code
+        detail = str(err).strip().split("\n")[0].split(". ")[0] or type(err).__name__  # first sentence
+        raise UserError(f"cannot read checkpoint {path}: {detail}") from err
 
 
 class BestCheckpoint:

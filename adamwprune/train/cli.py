@@ -101,14 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_defaults() -> dict[str, Any]:
     """The trainer defaults from the generated configuration, or {} when there is none."""
-    import importlib
+    from adamwprune import kconfig
 
-    try:
-        kconfig = importlib.import_module("adamwprune.kconfig")
-    except ModuleNotFoundError as err:  # temporary: until the configuration layer lands
-        if err.name != "adamwprune.kconfig":
-            raise
-        return {}
     cfg = kconfig.load_config()
     return dict(kconfig.trainer_defaults(cfg)) if cfg else {}
 
@@ -120,12 +114,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace):
+    """The loop's settings from the flags; TrainSettings checks them as it is built."""
     from adamwprune.train.loop import TrainSettings
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainSettings)}
-    settings = TrainSettings(**values)
-    settings.validate()
-    return settings
+    return TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,14 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from adamwprune.train.distributed import broadcast_object, init_distributed, shutdown
     from adamwprune.train.gpt2 import GPT2Adapter
-    from adamwprune.train.loop import StopReason, check_can_continue, train
+    from adamwprune.train.loop import StopReason, train
 
+    adapter = GPT2Adapter(dataset, model_name=args.model_name, block_size=args.block_size)
     ctx = init_distributed(args.device)
     try:
-        run_dir, resume_state = _resolve_run(args, ctx, broadcast_object)
-        if resume_state is not None:
-            check_can_continue(int(resume_state["iteration"]), float(resume_state["training_time"]), settings)
-        adapter = GPT2Adapter(dataset, model_name=args.model_name, block_size=args.block_size)
+        # A checkpoint that cannot continue this run is refused here, before the tracked run is reopened.
+        run_dir, resume_state = _resolve_run(args, ctx, broadcast_object, adapter, settings)
         run_info = {"model": MODEL_FAMILY, "project": args.tracker_project, "run_name": args.tracker_run_name}
         tracker = None
         if ctx.is_main:
@@ -178,9 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130 if result.stop_reason == StopReason.INTERRUPTED else 0
 
 
-def _resolve_run(args: argparse.Namespace, ctx, broadcast_object) -> tuple[Path, dict | None]:
-    """Fill in project and run name, find the checkpoint to resume; same answer on every rank."""
+def _resolve_run(args: argparse.Namespace, ctx, broadcast_object, adapter, settings):
+    """Fill in project and run name, find and check the checkpoint to resume; same answer on every rank.
+
+    Returns the run directory and a checked ResumeState (None for a new run).
+    """
     from adamwprune.train import checkpoint as ckpt
+    from adamwprune.train.loop import check_resume_state
     from adamwprune.tracking.naming import default_run_name, project_name
 
     if not args.tracker_project:
@@ -188,8 +183,8 @@ def _resolve_run(args: argparse.Namespace, ctx, broadcast_object) -> tuple[Path,
     resume_path = None
     if args.resume:
         resume_path = _find_checkpoint(args)
-        state = ckpt.load(resume_path)
-        run = state.get("run", {})
+        state = check_resume_state(ckpt.load(resume_path), adapter, settings, source=resume_path)
+        run = state.state.get("run", {})
         args.tracker_project = run.get("project") or args.tracker_project
         args.tracker_run_name = run.get("run_name") or args.tracker_run_name
     else:

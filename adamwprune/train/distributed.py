@@ -100,6 +100,17 @@ def broadcast_int(ctx: DistContext, value: int) -> int:
     return int(tensor.item())
 
 
+def all_reduce_mean(ctx: DistContext, tensor: Any) -> Any:
+    """The mean of ``tensor`` over all ranks (``tensor`` itself without DDP); every rank must call it."""
+    if not ctx.distributed:
+        return tensor
+    import torch.distributed as dist
+
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / ctx.world_size
+
+
 def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (a one-element list without DDP)."""
     if not ctx.distributed:

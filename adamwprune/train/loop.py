@@ -26,11 +26,13 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from adamwprune.errors import UserError
 from adamwprune.train import checkpoint as ckpt
-from adamwprune.train.distributed import DistContext, barrier, broadcast_int, gather_objects
+from adamwprune.train.distributed import DistContext, all_reduce_mean, barrier, broadcast_int, gather_objects
 from adamwprune.train.schedule import learning_rate
 
 CHECKPOINT_FORMAT = 1
 PERPLEXITY_CAP = 20.0
+# what a resume needs from ckpt_last.pt (ckpt_best.pt has only the model weights)
+RESUME_KEYS = ("model", "optimizer", "iteration", "best_val_loss", "training_time")
 
 
 @dataclass
@@ -64,21 +66,41 @@ class TrainSettings:
     gpu_monitor: bool = False
     gpu_monitor_interval: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.validate()  # the one place settings are checked: every run, from the CLI or not, builds one
+
     def validate(self) -> None:
+        """Raise a UserError naming the flag for a value the loop or the optimizer would choke on."""
+        from adamwprune.kconfig.symbols import FLOAT_RANGES, TRAINER_DESTS
+
+        for symbol, (low, high, high_open) in FLOAT_RANGES.items():  # the ranges Kconfig enforces
+            name = TRAINER_DESTS.get(symbol)
+            if name is None or not hasattr(self, name):
+                continue
+            value, flag = getattr(self, name), name.replace("_", "-")
+            too_high = value >= high if high_open else value > high
+            if math.isfinite(value) and low <= value and not too_high:
+                continue
+            if not math.isfinite(value):
+                raise UserError(f"{flag} must be a finite number (got {value})")
+            if math.isinf(high):
+                raise UserError(f"{flag} must not be negative (got {value})" if low == 0
+                                else f"{flag} must be at least {low:g} (got {value})")
+            raise UserError(f"{flag} must be in [{low:g}, {high:g}{')' if high_open else ']'} (got {value})")
         positive = ("batch_size", "gradient_accumulation", "max_iters", "log_interval",
                     "eval_interval", "eval_samples")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        non_negative = ("learning_rate", "min_lr", "warmup_iters", "weight_decay", "grad_clip",
-                        "max_time", "pruning_warmup", "pruning_ramp")
+        non_negative = ("warmup_iters", "max_time", "pruning_warmup", "pruning_ramp")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise UserError(f"{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
-        if not 0.0 <= self.target_sparsity < 1.0:
-            raise UserError(f"target-sparsity must be in [0, 1) (got {self.target_sparsity})")
-        if self.gpu_monitor_interval <= 0:
-            raise UserError(f"gpu-monitor-interval must be positive (got {self.gpu_monitor_interval})")
+        if math.isnan(self.max_time):
+            raise UserError("max-time must be a number of seconds (got nan)")
+        if self.min_lr > self.learning_rate:
+            raise UserError(f"min-lr ({self.min_lr:g}) must not exceed "
+                            f"learning-rate ({self.learning_rate:g})")
 
 
 class ModelAdapter(Protocol):
@@ -116,6 +138,39 @@ def check_can_continue(iteration: int, training_time: float, settings: TrainSett
                         "pass a larger --max-time (or 0) to continue")
 
 
+@dataclass(frozen=True)
+class ResumeState:
+    """A ``ckpt_last.pt`` state checked against this run; :func:`check_resume_state` makes one."""
+
+    state: dict[str, Any]
+
+
+def check_resume_state(state: Any, adapter: ModelAdapter, settings: TrainSettings,
+                       source: Path | str = "the checkpoint") -> ResumeState:
+    """Check that ``state`` (from ``source``) can continue this run: the one place resume is checked.
+
+    Call it before a tracked run is opened: a refusal must leave the run's journal untouched.
+    """
+    if not isinstance(state, dict):
+        raise UserError(f"cannot resume from {source}: it is not a training checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"cannot resume from {source}: checkpoint format {state.get('format')!r} is not "
+                        f"supported (expected {CHECKPOINT_FORMAT}); start a new run")
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise UserError(f"cannot resume from {source}: it lacks {', '.join(missing)} "
+                        f"(is it {ckpt.BEST_NAME}?); pass the run directory or its {ckpt.LAST_NAME}")
+    expected = adapter.describe()
+    saved = state.get("model_description", {})
+    mismatched = [f"{key}: checkpoint {saved.get(key)!r}, now {value!r}"
+                  for key, value in expected.items() if saved.get(key) != value]
+    if mismatched:
+        raise UserError("cannot resume: the checkpoint was made with different settings ("
+                        + "; ".join(mismatched) + "); use the same flags as the original run")
+    check_can_continue(int(state["iteration"]), float(state["training_time"]), settings)
+    return ResumeState(state)
+
+
 class StopReason(IntEnum):
     CONTINUE = 0
     MAX_ITERS = 1
@@ -139,28 +194,34 @@ class DivergedError(UserError):
 
 
 def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, tracker: Any | None,
-          run_dir: Path, run_info: dict[str, Any], resume_state: dict[str, Any] | None = None,
+          run_dir: Path, run_info: dict[str, Any], resume_state: ResumeState | None = None,
           progress: Callable[[str], None] | None = None, keep_history: bool = False) -> TrainResult:
     """Run the loop and close ``tracker`` with the matching status.
 
-    ``tracker`` is an ExperimentTracker on rank 0 and None elsewhere.
+    ``tracker`` is an ExperimentTracker on rank 0 and None elsewhere. ``resume_state``
+    comes from :func:`check_resume_state`, called before the tracker was opened.
     Status: "finished" (max iters/time), "interrupted" (Ctrl-C; ckpt_last is
     saved), "failed" (any exception, re-raised; NaN loss is a UserError).
     """
-    trainer = Trainer(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
-                      progress=progress, keep_history=keep_history)
+    trainer: Trainer | None = None
     status = "failed"
     try:
+        if resume_state is not None and not isinstance(resume_state, ResumeState):
+            raise TypeError("resume_state must come from check_resume_state(), not a raw checkpoint")
+        trainer = Trainer(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
+                          progress=progress, keep_history=keep_history)
         trainer.setup(resume_state)
         result = trainer.run()
         status = "interrupted" if result.stop_reason == StopReason.INTERRUPTED else "finished"
         return result
     except KeyboardInterrupt:
         status = "interrupted"
-        trainer.save_after_hard_interrupt()
+        if trainer is not None:
+            trainer.save_after_hard_interrupt()
         raise
     finally:
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
         if tracker is not None:
             tracker.finish(status=status)
 
@@ -171,7 +232,6 @@ class Trainer:
     def __init__(self, adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext,
                  tracker: Any | None, run_dir: Path, run_info: dict[str, Any],
                  progress: Callable[[str], None] | None = None, keep_history: bool = False):
-        settings.validate()
         self.adapter = adapter
         self.s = settings
         self.ctx = ctx
@@ -184,13 +244,19 @@ class Trainer:
             self.progress = progress or (lambda line: print(line, flush=True))
         self.history: list[tuple[int, dict[str, float]]] | None = [] if keep_history else None
         self.iteration = 0
-        self.consistent = False          # False while an optimizer/pruner update is half applied
+        self.consistent = False          # False until set up, and while an update is half applied
         self.gpu_monitor = None
         self.logged_through = -1         # steps up to here are already in the journal (resume)
         self._interrupt = _InterruptFlag()
+        self.model: Any = None           # built by setup()
+        self.optimizer: Any = None
+        self.elapsed_before = 0.0        # training time of earlier sessions (resume)
+        self.session_start: float | None = None  # set when run() starts the clock
+        self.current_lr = settings.learning_rate  # the LR of the step just taken
+        self.sec_per_iter = 0.0          # last measured; for the ETA
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, resume_state: dict[str, Any] | None) -> None:
+    def setup(self, resume_state: ResumeState | None) -> None:
         import torch
 
         s, ctx = self.s, self.ctx
@@ -214,9 +280,8 @@ class Trainer:
         torch.manual_seed(s.seed + 2 + ctx.rank)  # dropout differs per rank
         self.best = ckpt.BestCheckpoint(self.run_dir / ckpt.BEST_NAME,
                                         enabled=s.save_checkpoint and ctx.is_main)
-        self.elapsed_before = 0.0
         if resume_state is not None:
-            self._restore(resume_state)
+            self._restore(resume_state.state)
             self.logged_through = self._last_journal_step() if ctx.is_main else -1
 
         self.train_model = self.model
@@ -247,18 +312,9 @@ class Trainer:
         return contextlib.nullcontext
 
     def _restore(self, state: dict[str, Any]) -> None:
+        """Load a state that check_resume_state accepted."""
         import torch
 
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise UserError(f"checkpoint format {state.get('format')!r} is not supported "
-                            f"(expected {CHECKPOINT_FORMAT}); start a new run")
-        expected = self.adapter.describe()
-        saved = state.get("model_description", {})
-        mismatched = [f"{key}: checkpoint {saved.get(key)!r}, now {value!r}"
-                      for key, value in expected.items() if saved.get(key) != value]
-        if mismatched:
-            raise UserError("cannot resume: the checkpoint was made with different settings ("
-                            + "; ".join(mismatched) + "); use the same flags as the original run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
@@ -281,8 +337,6 @@ class Trainer:
     def run(self) -> TrainResult:
         import torch
 
-        s = self.s
-        check_can_continue(self.iteration, self.elapsed_before, s)
         self.session_start = time.perf_counter()
         self._start_gpu_monitor()
         self._reset_interval(torch)
@@ -294,7 +348,6 @@ class Trainer:
             reason = StopReason.CONTINUE
             while reason == StopReason.CONTINUE:
                 self._train_step()
-                self.iteration += 1
                 reason = self._after_step()
         return TrainResult(iteration=self.iteration, best_val_loss=self.best.best_val_loss,
                            total_training_time=self.elapsed(), stop_reason=reason, run_dir=self.run_dir,
@@ -330,6 +383,7 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.pruner.step(self.iteration + 1)
+        self.iteration += 1              # with the update, so a checkpoint never pairs it with the old count
         self.consistent = True
         self.interval_iters += 1
         self.clock_iters += 1
@@ -385,6 +439,8 @@ class Trainer:
     # ------------------------------------------------------------ measurements
     def elapsed(self) -> float:
         """Total training time in seconds, across resumed sessions."""
+        if self.session_start is None:
+            return self.elapsed_before
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
     def _reset_interval(self, torch: Any) -> None:
@@ -398,20 +454,26 @@ class Trainer:
         self.clock_iters = 0
 
     def _train_metrics(self) -> dict[str, float]:
-        """train_loss (mean over the interval), learning_rate, sparsity, throughput; one host sync."""
+        """train_loss (mean over the interval and the ranks), learning_rate, sparsity, throughput.
+
+        One host sync on rank 0; under DDP one all-reduce of the loss sum on every rank.
+        """
         import torch
 
         from adamwprune.pruning import measure_sparsity
 
         metrics: dict[str, float] = {}
+        # Every rank reaches each log point (same steps everywhere): one collective per interval.
+        interval_loss = all_reduce_mean(self.ctx, self.interval_loss.float())
         if self.ctx.is_main:
             iters = max(self.interval_iters, 1)
             sparsity = measure_sparsity(self.prunable).to(self.interval_loss.device)
-            loss_sum, sparsity_value = torch.stack([self.interval_loss.float(), sparsity.float()]).tolist()
+            loss_sum, sparsity_value = torch.stack([interval_loss, sparsity.float()]).tolist()
             seconds = max(time.perf_counter() - self.interval_start, 1e-9)
             timed_iters = self.clock_iters
             items_per_sec = timed_iters * self.items_per_iter / seconds
-            self.sec_per_iter = seconds / timed_iters if timed_iters else getattr(self, "sec_per_iter", 0.0)
+            if timed_iters:
+                self.sec_per_iter = seconds / timed_iters
             metrics = {"train_loss": loss_sum / iters, "learning_rate": self.current_lr,
                        "sparsity": sparsity_value, self.adapter.throughput_metric: items_per_sec}
             if self.flops_per_iter_per_peak is not None and timed_iters:
@@ -462,11 +524,10 @@ class Trainer:
 
     def _last_journal_step(self) -> int:
         """Highest step already journaled for this run (a crash can leave steps past ckpt_last)."""
-        from adamwprune.tracking.journal import JOURNAL_NAME, read_journal
+        from adamwprune.tracking.journal import JOURNAL_NAME, last_step
 
         path = self.run_dir / JOURNAL_NAME
-        steps = [r["step"] for r in read_journal(path) if "step" in r] if path.exists() else []
-        return max(steps, default=-1)
+        return last_step(path) if path.exists() else -1
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
         if not metrics or not self.ctx.is_main or step <= self.logged_through:
@@ -507,7 +568,7 @@ class Trainer:
         """After a second Ctrl-C: keep ckpt_last only if no update was half applied."""
         if not (self.ctx.is_main and not self.ctx.distributed and self.s.save_checkpoint):
             return
-        if not getattr(self, "optimizer", None) or not self.consistent or not hasattr(self, "session_start"):
+        if not self.consistent:
             print(f"interrupted mid-update; {ckpt.LAST_NAME} keeps the last eval point", file=sys.stderr)
             return
         self._save_last()
@@ -544,7 +605,7 @@ class Trainer:
         elapsed = self.elapsed()
         parts.append(f"time {_clock(elapsed)}")
         if reason == StopReason.CONTINUE:
-            eta = (s.max_iters - it) * getattr(self, "sec_per_iter", 0.0)
+            eta = (s.max_iters - it) * self.sec_per_iter
             if s.max_time:
                 eta = min(eta, max(s.max_time - elapsed, 0.0))
             parts.append(f"ETA {_clock(eta)}")
