@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from adamwprune.errors import UserError
+from adamwprune.fileio import atomic_write_bytes
 from adamwprune.kconfig.symbols import CHOICES, FLOAT_RANGES, allowed_values
 from adamwprune.kconfig.tree import PREFIX, choice_value, load_strict, open_tree, resolve_project
 
@@ -109,19 +108,6 @@ def render(values: dict[str, object], digest: str) -> str:
     return TEMPLATE.format(digest=digest, fields=fields)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so concurrent readers (DDP ranks) never
-    see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def digest_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -129,7 +115,7 @@ def digest_of(path: Path) -> str:
 def write_pyconfig(kconf, root: Path) -> None:
     """(Re)write root/config.py from the configuration loaded in ``kconf``, which
     must be what root/.config holds."""
-    write_atomic(root / PYCONFIG, render(typed_values(kconf), digest_of(root / DOTCONFIG)))
+    atomic_write_bytes(root / PYCONFIG, render(typed_values(kconf), digest_of(root / DOTCONFIG)).encode())
 
 
 def regenerate(root: Path) -> None:

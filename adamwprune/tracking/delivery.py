@@ -22,6 +22,7 @@ from typing import TextIO
 
 import orjson
 
+from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.backends import Backend, load_backend
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalReader
 from adamwprune.tracking.runinfo import read_run_info
@@ -197,9 +198,7 @@ def _write_status(path: Path, workers, records: int, state: str, status: str | N
     data = {"pid": os.getpid(), "state": state, "status": status, "records": records,
             "bad_lines": reader.bad_lines, "journal_offset": reader.offset,
             "backends": {worker.backend_name: worker.summary() for worker in workers}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return data
 
 

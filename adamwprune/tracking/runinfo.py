@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import orjson
 
+from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.backends import RunInfo
 
 RUN_INFO_NAME = "run.json"
@@ -21,11 +21,9 @@ def new_wandb_id() -> str:
 def write_run_info(info: RunInfo) -> None:
     data = asdict(info)
     data["run_dir"] = str(info.run_dir)
-    path = info.run_dir / RUN_INFO_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                                 default=str))
-    os.replace(tmp, path)
+    atomic_write_bytes(info.run_dir / RUN_INFO_NAME,
+                       orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                                    default=str))
 
 
 def read_run_info(run_dir: Path) -> RunInfo:

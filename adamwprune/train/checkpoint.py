@@ -7,46 +7,22 @@ the end; ``ckpt_best.pt`` (model weights) only when the validation loss improves
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable
+
+from adamwprune.fileio import atomic_write
 
 LAST_NAME = "ckpt_last.pt"
 BEST_NAME = "ckpt_best.pt"
 
 
 def save_atomic(state: dict[str, Any], path: Path | str) -> Path:
-    """Write ``state`` with torch.save to a temp file beside ``path``, fsync it, then rename over ``path``."""
+    """torch.save ``state`` to ``path`` atomically and durably (fsync, then rename)."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories can't be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda out: torch.save(state, out), durable=True)
 
 
 def load(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
