@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from adamwprune.tracking.values import join_metrics
 
 STATUS_NAME = "delivery.json"
 LOG_NAME = "delivery.log"
-POLL_S = 0.2  # how often the journal is checked for new records
+POLL_S = 1.0  # how often the journal is checked when nothing wakes the process earlier
 STATUS_EVERY_S = 1.0
 _END = object()
 
@@ -130,11 +131,14 @@ class BackendWorker(threading.Thread):
 
 
 def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_pid: int | None = None,
-            drain_timeout: float = 60.0, replay: bool = False, report: Reporter) -> dict:
+            wake_fd: int | None = None, drain_timeout: float = 60.0, replay: bool = False,
+            report: Reporter) -> dict:
     """Deliver the journal from ``offset`` to ``backends`` (name -> import path).
 
     Follows the file until its end record (or, with ``parent_pid``, until that
     process is gone: status ``crashed``); with ``replay`` reads what is there.
+    ``wake_fd`` is the read end of a pipe the trainer holds open: its end of file
+    (finish, or the trainer's death) ends the wait at once instead of at the next poll.
     Returns the final status dict, also written to ``delivery.json``.
     """
     info = read_run_info(run_dir)
@@ -177,7 +181,7 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
         if now - last_status_write > STATUS_EVERY_S:
             _write_status(status_path, workers, records, "running", None, reader)
             last_status_write = now
-        time.sleep(POLL_S)
+        wake_fd = _wait_for_wake(wake_fd)
     for worker in workers:
         worker.queue.put((_END, status))
     deadline = time.monotonic() + drain_timeout
@@ -191,6 +195,18 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
                    f"(resend: adamwprune replay {run_dir} --tracker {worker.backend_name})")
     reader.close()
     return _write_status(status_path, workers, records, "done", status, reader)
+
+
+def _wait_for_wake(wake_fd: int | None) -> int | None:
+    """Sleep up to POLL_S, less if the wake pipe closes; return the fd while it is still open."""
+    if wake_fd is None:
+        time.sleep(POLL_S / 20)  # the pipe has closed: the end record or the trainer's exit is near
+        return None
+    readable, _, _ = select.select([wake_fd], [], [], POLL_S)
+    if readable and not os.read(wake_fd, 4096):
+        os.close(wake_fd)
+        return None
+    return wake_fd
 
 
 def _write_status(path: Path, workers, records: int, state: str, status: str | None,
@@ -212,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument("--report-fd", type=int)
+    parser.add_argument("--wake-fd", type=int)
     args = parser.parse_args(argv)
     os.nice(10)  # on a busy machine the trainer comes first; delivery catches up at the end
     report = Reporter(os.fdopen(args.report_fd, "w") if args.report_fd is not None else sys.stderr)
     backends = dict(spec.split("=", 1) for spec in args.backend)
-    deliver(args.run_dir, backends, offset=args.offset, parent_pid=args.parent_pid,
+    deliver(args.run_dir, backends, offset=args.offset, parent_pid=args.parent_pid, wake_fd=args.wake_fd,
             drain_timeout=args.drain_timeout, report=report)
     sys.stdout.flush()
     sys.stderr.flush()

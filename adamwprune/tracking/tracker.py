@@ -61,6 +61,7 @@ class ExperimentTracker:
         self._finished = False
         self._journal: JournalWriter | None = None
         self._delivery: subprocess.Popen | None = None
+        self._wake_fd: int | None = None
         if not self.enabled:
             return
         if not project or not run_name:
@@ -81,7 +82,7 @@ class ExperimentTracker:
         selected = {name: BACKENDS[name] for name in self.backends}
         selected.update(extra_backends or {})
         if selected:
-            self._delivery = _start_delivery(self.run_dir, selected, offset, finish_timeout)
+            self._delivery, self._wake_fd = _start_delivery(self.run_dir, selected, offset, finish_timeout)
         atexit.register(self._finish_at_exit)
         names = "+".join(selected) or "none (journal only)"
         print(f"tracking: {names} | project {project} | run {run_name} | run dir {self.run_dir}",
@@ -150,6 +151,9 @@ class ExperimentTracker:
         with self._lock:
             self._journal.write_event("end", status=status)
             self._journal.close()
+        if self._wake_fd is not None:
+            os.close(self._wake_fd)  # end of file on the pipe: delivery reads the end record now
+            self._wake_fd = None
         result = self._wait_for_delivery() if self._delivery else None
         self._print_summary(status, result)
         return result
@@ -205,8 +209,12 @@ def preflight(backends: Sequence[str], wandb_offline: bool) -> bool:
 
 
 def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
-                    finish_timeout: float) -> subprocess.Popen:
-    """Start the delivery process in its own session (Ctrl-C stays with the trainer)."""
+                    finish_timeout: float) -> tuple[subprocess.Popen, int]:
+    """Start the delivery process in its own session (Ctrl-C stays with the trainer).
+
+    Returns it and the write end of its wake pipe, which the caller closes at finish.
+    """
+    wake_read, wake_write = os.pipe()
     report_fd = os.dup(sys.stderr.fileno()) if _has_fileno(sys.stderr) else None
     package_root = str(Path(adamwprune.__file__).resolve().parent.parent)
     env = dict(os.environ)
@@ -215,16 +223,22 @@ def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
            "--offset", str(offset), "--parent-pid", str(os.getpid()),
            "--drain-timeout", str(max(1.0, finish_timeout - 2))]
     cmd += [f"--backend={name}={path}" for name, path in backends.items()]
+    cmd += ["--wake-fd", str(wake_read)]
+    pass_fds = [wake_read]
     if report_fd is not None:
         cmd += ["--report-fd", str(report_fd)]
+        pass_fds.append(report_fd)
     with open(run_dir / LOG_NAME, "ab") as log:
         try:
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    pass_fds=(report_fd,) if report_fd is not None else (),
-                                    start_new_session=True, env=env)
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       pass_fds=pass_fds, start_new_session=True, env=env)
+        except BaseException:
+            os.close(wake_write)
+            raise
         finally:
-            if report_fd is not None:
-                os.close(report_fd)
+            for fd in pass_fds:
+                os.close(fd)
+    return process, wake_write
 
 
 def _has_fileno(stream) -> bool:
