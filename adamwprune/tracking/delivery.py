@@ -36,6 +36,10 @@ STATUS_EVERY_S = 1.0
 _END = object()
 
 
+def resend_hint(run_dir: Path, backend: str) -> str:
+    return f"resend: adamwprune replay {run_dir} --tracker {backend}"
+
+
 class Reporter:
     """Writes one-line notices to the user's terminal (or wherever stderr was)."""
 
@@ -79,7 +83,6 @@ class BackendWorker(threading.Thread):
             self.state = "running"
         except Exception as err:  # any backend error: isolate it, keep the others going
             self._fail("start", err)
-        status = "crashed"
         while True:
             item = self.queue.get()
             if item[0] is _END:
@@ -122,7 +125,7 @@ class BackendWorker(threading.Thread):
             self.report(f"{self.backend_name} failed at {phase} ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}); training goes on, its "
                         f"records stay in {self.run_dir / JOURNAL_NAME} "
-                        f"(resend: adamwprune replay {self.run_dir} --tracker {self.backend_name})")
+                        f"({resend_hint(self.run_dir, self.backend_name)})")
 
     def summary(self) -> dict:
         return {"state": self.state, "delivered": self.delivered, "failed": self.failed,
@@ -192,7 +195,7 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
             worker.error = worker.error or f"no answer within {drain_timeout:.0f} s"
             report(f"{worker.backend_name} did not finish within {drain_timeout:.0f} s "
                    f"({worker.delivered} delivered, {worker.queue.qsize()} pending); giving up on it "
-                   f"(resend: adamwprune replay {run_dir} --tracker {worker.backend_name})")
+                   f"({resend_hint(run_dir, worker.backend_name)})")
     reader.close()
     return _write_status(status_path, workers, records, "done", status, reader)
 

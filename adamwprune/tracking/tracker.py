@@ -96,6 +96,11 @@ class ExperimentTracker:
                        config=config, wandb_id=wandb_id, wandb_entity=entity,
                        wandb_offline=offline, resume=resume)
 
+    @property
+    def last_step(self) -> int:
+        """The highest step journaled so far (on resume, from the earlier sessions too); -1 if none."""
+        return self._last_step
+
     # -- hot path -----------------------------------------------------------------
     def log(self, metrics: Mapping, step: int | None = None) -> None:
         """Record ``metrics`` at ``step`` (default: one past the last step). Never blocks

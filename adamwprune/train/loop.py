@@ -282,7 +282,8 @@ class Trainer:
                                         enabled=s.save_checkpoint and ctx.is_main)
         if resume_state is not None:
             self._restore(resume_state.state)
-            self.logged_through = self._last_journal_step() if ctx.is_main else -1
+            # a crash can leave journaled steps past ckpt_last: they are not logged twice
+            self.logged_through = self.tracker.last_step if self.tracker is not None else -1
 
         self.train_model = self.model
         if s.compile:
@@ -521,13 +522,6 @@ class Trainer:
             final["final/best_val_loss"] = best
             final.update({f"final/best_{k}": v for k, v in self.adapter.eval_metrics(best).items()})
         return final
-
-    def _last_journal_step(self) -> int:
-        """Highest step already journaled for this run (a crash can leave steps past ckpt_last)."""
-        from adamwprune.tracking.journal import JOURNAL_NAME, last_step
-
-        path = self.run_dir / JOURNAL_NAME
-        return last_step(path) if path.exists() else -1
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
         if not metrics or not self.ctx.is_main or step <= self.logged_through:
