@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from adamwprune import matrix
+from adamwprune import child_env, matrix
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, load_config
-from adamwprune.kconfig.tree import REPO_ROOT, available_hint, parse_command_line, tree_root
+from adamwprune.kconfig.tree import available_hint, parse_command_line, tree_root
 from adamwprune.tracking.selection import format_trackers
 
 CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
@@ -47,12 +46,6 @@ def variable_flags(variables: dict[str, str]) -> list[str]:
     if command_line.gpu_monitor is not None:
         flags.append("--gpu-monitor" if command_line.gpu_monitor else "--no-gpu-monitor")
     return flags
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 def launch(command: list[str], cwd: Path) -> int:

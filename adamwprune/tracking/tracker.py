@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import orjson
 
-import adamwprune
+from adamwprune import child_env
 from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKENDS, RunInfo
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
@@ -221,9 +221,6 @@ def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
     """
     wake_read, wake_write = os.pipe()
     report_fd = os.dup(sys.stderr.fileno()) if _has_fileno(sys.stderr) else None
-    package_root = str(Path(adamwprune.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
            "--offset", str(offset), "--parent-pid", str(os.getpid()),
            "--drain-timeout", str(max(1.0, finish_timeout - 2))]
@@ -236,7 +233,7 @@ def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
     with open(run_dir / LOG_NAME, "ab") as log:
         try:
             process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       pass_fds=pass_fds, start_new_session=True, env=env)
+                                       pass_fds=pass_fds, start_new_session=True, env=child_env())
         except BaseException:
             os.close(wake_write)
             raise
