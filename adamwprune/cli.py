@@ -19,34 +19,24 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--tracker", required=True, help="trackio, wandb or both")
     replay.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for each backend to finish (default 300)")
-    name = commands.add_parser("project-name", help="print the auto-generated project name {model}-{checksum}")
-    name.add_argument("model")
-    name.add_argument("purpose", nargs="?", default="tracking", choices=["tracking"],
-                      help="what the name is for; only 'tracking' exists (it does not change the name)")
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "replay":
-        from adamwprune.tracking.replay import replay
+    from adamwprune.tracking.replay import replay
 
-        result = replay(args.run_dir, args.tracker, args.timeout)
-        failed = any(b["state"] in ("failed", "hung") or b["failed"] for b in result["backends"].values())
-        code = 1 if failed else 0
-    else:
-        from adamwprune.tracking.naming import project_name
-
-        print(project_name(args.model))
-        code = 0
-    sys.stdout.flush()
-    return code
+    result = replay(args.run_dir, args.tracker, args.timeout)
+    failed = any(b["state"] in ("failed", "hung") or b["failed"] for b in result["backends"].values())
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     code = run_main(_main, argv)
-    if code == 0 and argv is None:
-        os._exit(0)  # replay may leave a hung backend thread behind; do not wait for it
+    if argv is None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # replay may leave a hung backend thread behind; do not wait for it
     return code
 
 
