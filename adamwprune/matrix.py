@@ -33,10 +33,10 @@ class Combination:
         return f"{prefix}_{name}" if prefix else name
 
     def flags(self, model: str, prefix: str = "") -> list[str]:
-        """Trainer flags for this run. ``--target-sparsity`` is always passed (0 for dense
-        runs), so a dense run does not log the configuration's TARGET_SPARSITY."""
-        return ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method,
-                "--target-sparsity", f"{self.target_sparsity:g}",
+        """Trainer flags for this run. A dense run passes no sparsity: the pruning settings do not
+        apply to it (the trainer refuses them), so it neither uses nor logs TARGET_SPARSITY."""
+        sparsity = [] if self.pruning_method == "none" else ["--target-sparsity", f"{self.target_sparsity:g}"]
+        return ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method, *sparsity,
                 "--tracker-run-name", self.run_name(model, prefix)]
 
 

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from adamwprune.train.settings import METAS
+
 REPO = Path(__file__).resolve().parent.parent
 
-# The argparse dests that the Kconfig layer may set on the trainer (config <-> trainer contract).
-TRAINER_CONTRACT_DESTS = {
-    "model_name", "dataset", "block_size", "compile", "batch_size", "gradient_accumulation",
-    "learning_rate", "min_lr", "warmup_iters", "lr_schedule", "weight_decay", "grad_clip",
-    "max_iters", "max_time", "log_interval", "eval_interval", "eval_samples", "save_checkpoint",
-    "output_dir", "device", "seed", "optimizer", "beta1", "beta2", "momentum", "pruning_method",
-    "target_sparsity", "pruning_warmup", "pruning_ramp", "tracker", "tracker_project", "tracker_run_name",
-    "wandb_entity", "wandb_offline", "gpu_monitor", "gpu_monitor_interval"}
+# The settings the Kconfig layer may set on the trainer (config <-> trainer contract), from the
+# one source of settings: every one with a Kconfig symbol, plus the tracker (from ENABLE_*).
+TRAINER_CONTRACT_DESTS = {name for name, info in METAS.items() if info.symbol} | {"tracker"}
 
 
 @pytest.fixture

@@ -359,11 +359,12 @@ def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(t
 
 
 def test_precedence_flags_over_config_over_builtin(tmp_path, monkeypatch):
-    from adamwprune.train.cli import BUILTIN_DEFAULTS, parse_args
+    from adamwprune.train.cli import parse_args
+    from adamwprune.train.settings import DEFAULTS
 
     monkeypatch.chdir(tmp_path)
     builtin = parse_args([])
-    assert builtin.batch_size == BUILTIN_DEFAULTS["batch_size"] != 16
+    assert builtin.batch_size == DEFAULTS["batch_size"] != 16
     defconfig(tmp_path, "gpt2-pydocs-cpu", "TRACKER=trackio")
     configured = parse_args([])
     assert (configured.batch_size, configured.block_size, configured.learning_rate) == (16, 128, 1e-3)

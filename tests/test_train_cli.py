@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adamwprune.errors import UserError
-from adamwprune.train.cli import BUILTIN_DEFAULTS, build_parser, main, parse_args
+from adamwprune.train.cli import RUN_CONTROL, build_parser, main, parse_args
+from adamwprune.train.settings import DEFAULTS
 from conftest import TRAINER_CONTRACT_DESTS
 
 
@@ -20,7 +21,8 @@ def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
     assert TRAINER_CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
     for dest, action in options.items():
         assert action.help and action.help.strip(), dest
-    assert set(BUILTIN_DEFAULTS) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir"}
+    assert set(DEFAULTS) | set(RUN_CONTROL) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir", "restart"}
+    assert set(DEFAULTS) | set(RUN_CONTROL) == set(options) - {"help"}
 
 
 def test_help_shows_every_flag_with_its_default(capsys):
@@ -56,7 +58,7 @@ def test_the_spec_command_line_parses():
     (["--beta1", "1.0"], r"beta1 must be in \[0, 1\) \(got 1.0\)"),
     (["--optimizer", "sgd", "--momentum", "-0.9"], r"momentum must be in \[0, 1\)"),
     (["--learning-rate", "1e-4", "--min-lr", "1e-3"], "min-lr .* must not exceed learning-rate"),
-    (["--dataset", "pydocs", "--model-name", "gpt3"], "unknown GPT-2 model 'gpt3'"),
+    (["--dataset", "pydocs", "--model-name", "gpt3"], "unknown model-name 'gpt3'"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "tpu"], "unknown device 'tpu'"),
 ])

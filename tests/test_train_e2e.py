@@ -142,8 +142,8 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     other = train(tmp, *common, "--max-iters", "12", "--resume", "--model-name", "gpt2")
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines() == [
-        "gpt2/train.py: error: cannot resume: the checkpoint was made with different settings "
-        "(model_name: checkpoint 'gpt2-tiny', now 'gpt2'); use the same flags as the original run"]
+        f"gpt2/train.py: error: cannot resume {run_dir / 'ckpt_last.pt'}: --model-name is 'gpt2', "
+        "the checkpoint has 'gpt2-tiny'; resume with the original settings, or start a new run"]
     assert journal(run_dir) == records  # the run still ended "finished": no new start/end records
     assert steps_of(trackio_rows("p-resume", "r1"), "train_loss") == [2, 4, 6, 8]
 
@@ -164,7 +164,8 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
 def test_a_resumed_run_matches_an_uninterrupted_one_exactly(tracking_env):
     """Model, optimizer, data and eval RNG states all come back: same losses to the last bit."""
     tmp = tracking_env
-    common = [*SMALL, "--gradient-accumulation", "2", "--lr-schedule", "constant", "--log-interval", "2",
+    small = SMALL[:SMALL.index("--min-lr")] + SMALL[SMALL.index("--min-lr") + 2:]  # no decay: no min-lr
+    common = [*small, "--gradient-accumulation", "2", "--lr-schedule", "constant", "--log-interval", "2",
               "--eval-interval", "2", "--tracker", "none", "--tracker-project", "p-exact",
               "--output-dir", str(tmp / "runs")]
     ok(train(tmp, *common, "--tracker-run-name", "resumed", "--max-iters", "4"))
@@ -331,3 +332,168 @@ def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
     assert not any(key.startswith("gpu_") for r in records for key in r["metrics"])
     assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == last["step"]
     assert records[-1]["step"] > 5
+
+
+# --- resume: what it checks, what it restores --------------------------------------------------
+
+def test_resume_with_another_optimizer_model_size_or_dataset_is_one_line_and_reopens_nothing(tracking_env):
+    from adamwprune.data.tokens import byte_encoder, write_documents
+
+    tmp = tracking_env
+    data_dir = tmp / "data"  # a small byte-level "shakespeare", so that only the dataset's name differs
+    write_documents(data_dir / "shakespeare", dataset="shakespeare", encoder=byte_encoder(), val_every=5,
+                    documents=[f"To be, or not to be, that is question {i}. " * 20 for i in range(40)],
+                    shard_tokens=None)
+    common = [*SMALL, "--log-interval", "2", "--eval-interval", "2", "--tracker", "trackio",
+              "--tracker-project", "p-check", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
+    ok(train(tmp, *common, "--max-iters", "2"))
+    run_dir = tmp / "runs" / "p-check" / "r1"
+    records = journal(run_dir)
+    ckpt = run_dir / "ckpt_last.pt"
+    changes = [(["--optimizer", "sgd"], "--optimizer is 'sgd', the checkpoint has 'adamw'"),
+               (["--model-name", "gpt2"], "--model-name is 'gpt2', the checkpoint has 'gpt2-tiny'"),
+               (["--dataset", "shakespeare", "--data-dir", str(data_dir)],
+                "--dataset is 'shakespeare', the checkpoint has 'pydocs'"),
+               (["--seed", "7", "--weight-decay", "0"],
+                "--seed is 7, the checkpoint has 1337; --weight-decay is 0.0, the checkpoint has 0.1")]
+    for flags, difference in changes:
+        proc = train(tmp, *common, "--max-iters", "4", "--resume", *flags)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"gpt2/train.py: error: cannot resume {ckpt}: {difference}; "
+            "resume with the original settings, or start a new run"]
+        assert journal(run_dir) == records  # no new start record: the tracked run was not reopened
+    resumed = ok(train(tmp, *common, "--max-iters", "4", "--resume", "--eval-interval", "1",
+                       "--log-interval", "1", "--eval-samples", "1"))  # these may change
+    assert "resuming after iteration 2" in resumed.stdout
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_restarts_under_its_name(tracking_env):
+    tmp = tracking_env
+    common = [*SMALL, "--optimizer", "sgd", "--grad-clip", "0", "--warmup-iters", "0", "--max-iters", "4",
+              "--log-interval", "2", "--eval-interval", "4", "--tracker", "trackio",
+              "--tracker-project", "p-restart", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
+    failed = train(tmp, *common, "--learning-rate", "1e12")
+    assert failed.returncode == 2 and "training diverged" in failed.stderr
+    run_dir = tmp / "runs" / "p-restart" / "r1"
+    assert not (run_dir / "ckpt_last.pt").exists() and (run_dir / "metrics.jsonl").exists()
+    diverged_rows = trackio_rows("p-restart", "r1")
+    assert diverged_rows and "val_loss" in diverged_rows[0]
+
+    again = train(tmp, *common)
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"gpt2/train.py: error: {run_dir} holds a run that stopped before its first checkpoint; start it "
+        "again with --restart (the old run is moved aside) or choose another --tracker-run-name"]
+    resume = train(tmp, *common, "--resume")
+    assert resume.returncode == 2 and "start it again with --restart" in resume.stderr
+
+    restarted = ok(train(tmp, *common, "--restart"))
+    moved = [p for p in run_dir.parent.iterdir() if p.name.startswith("r1.superseded-")]
+    assert len(moved) == 1 and f"restart: the earlier run is now {moved[0]}" in restarted.stdout
+    record = json.loads((moved[0] / "superseded.json").read_text())
+    assert record["trackio_run"] == moved[0].name and record["by"] == str(run_dir)
+    assert sorted(trackio_runs("p-restart")) == sorted(["r1", moved[0].name])
+    assert trackio_rows("p-restart", moved[0].name) == diverged_rows  # the old attempt, renamed
+    rows = trackio_rows("p-restart", "r1")
+    assert steps_of(rows, "train_loss") == [2, 4] and steps_of(rows, "val_loss") == [0, 4]
+    assert all(math.isfinite(row["train_loss"]) for row in rows if "train_loss" in row)
+    assert [e["event"] for e in journal(run_dir) if "event" in e] == ["start", "end"]
+
+
+def test_resume_after_kill_9_at_a_random_step_matches_an_uninterrupted_run(tracking_env):
+    """The journal may be ahead of ckpt_last: no step is logged twice, best and elapsed time go on."""
+    import random
+
+    tmp = tracking_env
+    kill_at = random.Random().randint(7, 16)  # an eval point (every 5) lies behind it
+    common = [*SMALL, "--max-iters", "20", "--log-interval", "1", "--eval-interval", "5",
+              "--tracker", "none", "--tracker-project", "p-crash", "--output-dir", str(tmp / "runs")]
+    crashed_dir = tmp / "runs" / "p-crash" / "crashed"
+    process = subprocess.Popen([sys.executable, TRAIN, *common, "--tracker-run-name", "crashed"], cwd=tmp,
+                               env=env_for(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if (crashed_dir / "metrics.jsonl").exists():
+                steps = [r["step"] for r in journal(crashed_dir) if "step" in r]
+                if steps and max(steps) >= kill_at:
+                    break
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, f"the trainer ended before the kill at step {kill_at}"
+    saved = torch.load(crashed_dir / "ckpt_last.pt", weights_only=False)
+    logged = max(r["step"] for r in journal(crashed_dir) if "step" in r)
+    assert saved["iteration"] < logged, (kill_at, saved["iteration"], logged)  # journal ahead of ckpt_last
+
+    ok(train(tmp, *common, "--tracker-run-name", "crashed", "--resume"))
+    ok(train(tmp, *common, "--tracker-run-name", "straight"))
+
+    def metrics(name):
+        rows = [r for r in journal(tmp / "runs" / "p-crash" / name) if "step" in r]
+        steps = [(r["step"], key) for r in rows for key in r["metrics"]]
+        assert len(steps) == len(set(steps)), f"a step logged twice (kill at {kill_at})"
+        return {(r["step"], key): value for r in rows for key, value in r["metrics"].items()
+                if key in ("train_loss", "val_loss", "learning_rate", "final/best_val_loss")}
+
+    assert metrics("crashed") == metrics("straight"), f"kill at step {kill_at}"
+    best = {name: torch.load(tmp / "runs" / "p-crash" / name / "ckpt_best.pt", weights_only=False)
+            for name in ("crashed", "straight")}
+    assert best["crashed"]["val_loss"] == best["straight"]["val_loss"]
+    assert best["crashed"]["iteration"] == best["straight"]["iteration"]
+    for key, tensor in best["straight"]["model"].items():
+        assert torch.equal(best["crashed"]["model"][key], tensor), key
+    final_time = [r["metrics"]["final/total_training_time"] for r in journal(crashed_dir)
+                  if "final/total_training_time" in r.get("metrics", {})]
+    assert final_time and final_time[-1] > saved["training_time"]  # the clock went on from the checkpoint
+
+
+def test_an_infinite_loss_stops_the_run_as_diverged(tracking_env):
+    from adamwprune.data import get_dataset
+    from adamwprune.train.distributed import DistContext
+    from adamwprune.train.gpt2 import GPT2Adapter
+    from adamwprune.train.loop import DivergedError, train as train_loop
+    from adamwprune.train.settings import TrainSettings
+
+    class InfiniteLoss(GPT2Adapter):
+        def loss(self, model, batch):
+            return super().loss(model, batch) * float("inf")
+
+    adapter = InfiniteLoss(get_dataset("pydocs"), model_name="gpt2-tiny", block_size=16)
+    settings = TrainSettings(model_name="gpt2-tiny", dataset="pydocs", block_size=16, batch_size=2,
+                             eval_samples=1, max_iters=4, log_interval=1, save_checkpoint=False)
+    with pytest.raises(DivergedError, match="loss is inf at iteration 1"):
+        train_loop(adapter, settings, ctx=DistContext(device="cpu"), tracker=None,
+                   run_dir=tracking_env / "run", run_info={})
+
+
+def test_a_run_records_where_it_came_from_in_run_json_trackio_and_wandb(tracking_env):
+    import importlib.metadata
+    import shlex
+    import socket
+
+    from adamwprune.tracking.readback import wandb_config, wandb_run_dir
+
+    tmp = tracking_env
+    args = [*SMALL, "--max-iters", "2", "--eval-interval", "2", "--seed", "42", "--tracker", "both",
+            "--tracker-project", "p-meta", "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs")]
+    ok(train(tmp, *args))
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    expected = {"git_commit": commit, "command_line": shlex.join([TRAIN, *args]), "seed": 42,
+                "world_size": 1, "device_names": "cpu", "hostname": socket.gethostname(),
+                "python_version": sys.version.split()[0], "torch_version": torch.__version__,
+                "trackio_version": importlib.metadata.version("trackio"),
+                "wandb_version": importlib.metadata.version("wandb"), "optimizer": "adamw",
+                "learning_rate": 2e-3}
+    run_json = json.loads((tmp / "runs" / "p-meta" / "r1" / "run.json").read_text())
+    code = ("import json, sys\nfrom trackio.sqlite_storage import SQLiteStorage\n"
+            "print(json.dumps(SQLiteStorage.get_run_config(sys.argv[1], sys.argv[2])))")
+    trackio = json.loads(subprocess.run([sys.executable, "-c", code, "p-meta", "r1"], capture_output=True,
+                                        text=True, timeout=120, check=True).stdout.strip().splitlines()[-1])
+    wandb = wandb_config(wandb_run_dir(run_json["wandb_id"], tmp / "wandb-root"))
+    for where, config in (("run.json", run_json["config"]), ("trackio", trackio), ("wandb", wandb)):
+        assert {key: config.get(key) for key in expected} == expected, where
+        assert isinstance(config["git_dirty"], bool) and "cuda_version" in config, where
+        assert "momentum" not in config, where  # SGD's setting does not apply to an AdamW run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -100,22 +101,28 @@ def tiny_adapter(model_name="gpt2-tiny", block_size=16):
     return GPT2Adapter(get_dataset("pydocs"), model_name=model_name, block_size=block_size)
 
 
+def tiny_settings(**values):
+    """Settings that match tiny_adapter()."""
+    return TrainSettings(**{"model_name": "gpt2-tiny", "block_size": 16, "dataset": "pydocs", **values})
+
+
 def last_state(adapter, iteration=4, training_time=1.0):
     """What ckpt_last.pt holds (the loop's _save_last), minus the tensors the checks never read."""
-    return {"format": 1, "model": {}, "optimizer": {}, "iteration": iteration, "best_val_loss": 2.0,
+    settings = tiny_settings(model_name=adapter.model_name, block_size=adapter.block_size)
+    return {"format": 2, "model": {}, "optimizer": {}, "iteration": iteration, "best_val_loss": 2.0,
             "training_time": training_time, "rng": {}, "model_description": adapter.describe(),
-            "run": {"project": "p", "run_name": "r"}}
+            "run": {"project": "p", "run_name": "r"}, "settings": dataclasses.asdict(settings)}
 
 
 def test_resume_checks_accept_a_matching_ckpt_last():
     adapter = tiny_adapter()
-    checked = check_resume_state(last_state(adapter), adapter, TrainSettings(max_iters=8))
+    checked = check_resume_state(last_state(adapter), adapter, tiny_settings(max_iters=8))
     assert isinstance(checked, ResumeState) and checked.state["iteration"] == 4
 
 
 def test_resume_from_ckpt_best_or_a_foreign_object_is_refused_with_a_hint(tmp_path):
     adapter = tiny_adapter()
-    best = {"format": 1, "model": {}, "iteration": 4, "val_loss": 2.0,
+    best = {"format": 2, "model": {}, "iteration": 4, "val_loss": 2.0, "settings": {},
             "model_description": adapter.describe(), "run": {}}  # the loop's _best_state
     with pytest.raises(UserError, match=r"cannot resume from .*ckpt_best.pt: it lacks optimizer, "
                                         r"best_val_loss, training_time .*pass the run directory or its "
@@ -129,13 +136,14 @@ def test_resume_from_ckpt_best_or_a_foreign_object_is_refused_with_a_hint(tmp_pa
 
 def test_resume_with_other_model_settings_or_a_spent_budget_is_refused():
     state = last_state(tiny_adapter(), iteration=8, training_time=30.0)
-    with pytest.raises(UserError, match="model_name: checkpoint 'gpt2-tiny', now 'gpt2'.*block_size: "
-                                        "checkpoint 16, now 64"):
-        check_resume_state(state, tiny_adapter("gpt2", 64), TrainSettings(max_iters=100))
+    with pytest.raises(UserError, match="--model-name is 'gpt2', the checkpoint has 'gpt2-tiny'.*"
+                                        "--block-size is 64, the checkpoint has 16"):
+        check_resume_state(state, tiny_adapter("gpt2", 64), TrainSettings(max_iters=100, dataset="pydocs",
+                                                                            block_size=64))
     with pytest.raises(UserError, match="pass a larger --max-iters"):
-        check_resume_state(state, tiny_adapter(), TrainSettings(max_iters=8))
+        check_resume_state(state, tiny_adapter(), tiny_settings(max_iters=8))
     with pytest.raises(UserError, match="pass a larger --max-time"):
-        check_resume_state(state, tiny_adapter(), TrainSettings(max_iters=100, max_time=30))
+        check_resume_state(state, tiny_adapter(), tiny_settings(max_iters=100, max_time=30))
 
 
 def test_train_takes_only_a_checked_resume_state_and_fails_the_tracked_run(tracking_env):
@@ -254,7 +262,7 @@ def test_peak_flops_lookup_prefers_the_specific_name():
     (dict(learning_rate=float("nan")), "learning-rate must be a finite number"),
     (dict(learning_rate=1e-4, min_lr=1e-3), r"min-lr \(0.001\) must not exceed learning-rate \(0.0001\)"),
     (dict(gpu_monitor_interval=0.0), "gpu-monitor-interval must be at least 0.001"),
-    (dict(max_time=float("nan")), "max-time must be a number"),
+    (dict(max_time=float("nan")), "max-time must be a finite number"),
 ])
 def test_settings_reject_nonsense_with_a_flag_name_as_they_are_built(values, message):
     with pytest.raises(UserError, match=message):

@@ -112,11 +112,7 @@ class TokenDataset:
         arrays = self.shards(split)
         window = block_size + 1
         starts_per_array, ends = self._window_starts(split, block_size)
-        total_starts = int(ends[-1]) if len(ends) else 0
-        if total_starts == 0:
-            raise UserError(f"dataset {self.name!r}: the {split} split ({self.num_tokens(split)} tokens) "
-                            f"has no shard longer than block_size + 1 = {window} tokens; "
-                            f"use a smaller --block-size")
+        total_starts = self.check_block_size(block_size, split)
         picks = torch.randint(total_starts, (batch_size,), generator=generator).numpy()
         which = np.searchsorted(ends, picks, side="right")
         offsets = picks - (ends[which] - starts_per_array[which])
@@ -128,6 +124,19 @@ class TokenDataset:
         else:
             data = data.to(device)
         return data[:, :-1], data[:, 1:]
+
+    def check_block_size(self, block_size: int, *splits: str) -> int:
+        """Raise a UserError unless every split (default: all) has a window of ``block_size + 1``
+        tokens; returns the number of windows in the last split checked."""
+        total = 0
+        for split in splits or tuple(self._splits):
+            ends = self._window_starts(split, block_size)[1]
+            total = int(ends[-1]) if len(ends) else 0
+            if total == 0:
+                raise UserError(f"dataset {self.name!r}: the {split} split ({self.num_tokens(split)} tokens) "
+                                f"has no shard longer than block_size + 1 = {block_size + 1} tokens; "
+                                f"use a smaller --block-size")
+        return total
 
     def _window_starts(self, split: str, block_size: int) -> tuple[np.ndarray, np.ndarray]:
         """How many windows of ``block_size + 1`` tokens start in each array of ``split``,

@@ -10,7 +10,7 @@ argparse defaults, so command-line flags still win.
 from __future__ import annotations
 
 from adamwprune.kconfig.generated import load_config
-from adamwprune.kconfig.symbols import EMPTY_MEANS_DEFAULT, TRACKER_SWITCHES, TRAINER_DESTS
+from adamwprune.kconfig.symbols import TRACKER_SWITCHES, TRAINER_DESTS
 from adamwprune.tracking.selection import format_trackers
 
 __all__ = ["load_config", "trainer_defaults"]
@@ -22,10 +22,7 @@ def trainer_defaults(cfg) -> dict[str, object]:
     for symbol, dest in TRAINER_DESTS.items():
         if not hasattr(cfg, symbol):
             continue
-        value = getattr(cfg, symbol)
-        if symbol in EMPTY_MEANS_DEFAULT and value == "":
-            continue
-        defaults[dest] = value
+        defaults[dest] = getattr(cfg, symbol)
     if any(hasattr(cfg, symbol) for symbol in TRACKER_SWITCHES.values()):
         defaults["tracker"] = format_trackers(
             tuple(name for name, symbol in TRACKER_SWITCHES.items() if getattr(cfg, symbol, False)))

@@ -11,6 +11,9 @@ name in the runner); tests/test_kconfig_tree.py fails on a dead symbol.
 from __future__ import annotations
 
 import math
+import typing
+
+from adamwprune.train import settings
 
 # derived name -> {choice member symbol -> value}
 CHOICES: dict[str, dict[str, str]] = {
@@ -23,22 +26,24 @@ CHOICES: dict[str, dict[str, str]] = {
                        "PRUNING_MOVEMENT": "movement", "PRUNING_STATE": "state"},
 }
 
-# float symbol -> (lowest allowed, highest allowed, highest is exclusive)
-FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
-    "LEARNING_RATE": (0.0, math.inf, False),
-    "MIN_LR": (0.0, math.inf, False),
-    "GRAD_CLIP": (0.0, math.inf, False),
-    "WEIGHT_DECAY": (0.0, math.inf, False),
-    "SGD_MOMENTUM": (0.0, 1.0, True),
-    "ADAM_BETA1": (0.0, 1.0, True),
-    "ADAM_BETA2": (0.0, 1.0, True),
-    "TARGET_SPARSITY": (0.0, 1.0, True),
-    "GPU_MONITOR_INTERVAL": (0.001, math.inf, False),
-}
 
-GPT2_MODEL_NAMES = ("gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+def float_ranges(cls: type = settings.TrainSettings) -> dict[str, tuple[float, float, bool]]:
+    """float symbol -> (lowest allowed, highest allowed, highest is exclusive), from the settings."""
+    hints = typing.get_type_hints(cls)
+    return {info.symbol: (info.low, math.inf if info.high is None else info.high, info.high_open)
+            for name, info in settings.metas(cls).items() if info.symbol and hints[name] is float}
+
+
+def trainer_dests(cls: type = settings.TrainSettings) -> dict[str, str]:
+    """symbol (or derived choice name) -> the trainer setting it sets, from the settings."""
+    return {info.symbol: name for name, info in settings.metas(cls).items() if info.symbol}
+
+
+FLOAT_RANGES = float_ranges()
+TRAINER_DESTS = trainer_dests()
+
 DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
-    "gpt2": ("finewebedu", "shakespeare", "pydocs"),
+    "gpt2": settings.GPT2_DATASETS,
     "lenet5": ("mnist",),
     "resnet18": ("cifar10", "cifar100"),
     "resnet50": ("cifar100", "cifar10"),
@@ -47,51 +52,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 # string symbol -> allowed values (DATASET depends on the model, see allowed_values)
 ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
-    "GPT2_MODEL_NAME": GPT2_MODEL_NAMES,
+    "GPT2_MODEL_NAME": settings.GPT2_MODEL_NAMES,
     "DEVICE": DEVICES,
 }
-
-# symbol (or derived name) -> the trainer's argparse dest (the contract with the trainer's
-# command line; tests/test_kconfig.py checks it against the trainer's real parser)
-TRAINER_DESTS: dict[str, str] = {
-    "GPT2_MODEL_NAME": "model_name",
-    "DATASET": "dataset",
-    "BLOCK_SIZE": "block_size",
-    "COMPILE": "compile",
-    "BATCH_SIZE": "batch_size",
-    "GRADIENT_ACCUMULATION": "gradient_accumulation",
-    "LEARNING_RATE": "learning_rate",
-    "MIN_LR": "min_lr",
-    "WARMUP_ITERS": "warmup_iters",
-    "LR_SCHEDULE": "lr_schedule",
-    "WEIGHT_DECAY": "weight_decay",
-    "GRAD_CLIP": "grad_clip",
-    "MAX_ITERS": "max_iters",
-    "MAX_TIME": "max_time",
-    "LOG_INTERVAL": "log_interval",
-    "EVAL_INTERVAL": "eval_interval",
-    "EVAL_SAMPLES": "eval_samples",
-    "SAVE_CHECKPOINT": "save_checkpoint",
-    "OUTPUT_DIR": "output_dir",
-    "DEVICE": "device",
-    "SEED": "seed",
-    "OPTIMIZER": "optimizer",
-    "ADAM_BETA1": "beta1",
-    "ADAM_BETA2": "beta2",
-    "SGD_MOMENTUM": "momentum",
-    "PRUNING_METHOD": "pruning_method",
-    "TARGET_SPARSITY": "target_sparsity",
-    "PRUNING_WARMUP": "pruning_warmup",
-    "PRUNING_RAMP": "pruning_ramp",
-    "TRACKER_PROJECT": "tracker_project",
-    "TRACKER_RUN_NAME": "tracker_run_name",
-    "WANDB_ENTITY": "wandb_entity",
-    "WANDB_OFFLINE": "wandb_offline",
-    "GPU_MONITOR": "gpu_monitor",
-    "GPU_MONITOR_INTERVAL": "gpu_monitor_interval",
-}
-# strings where "" means "let the trainer pick its default" (so no default is passed)
-EMPTY_MEANS_DEFAULT = frozenset({"TRACKER_RUN_NAME", "WANDB_ENTITY"})
 
 # bools that together give the trainer's --tracker value
 TRACKER_SWITCHES: dict[str, str] = {"trackio": "ENABLE_TRACKIO", "wandb": "ENABLE_WANDB"}

@@ -75,3 +75,8 @@ def default_run_name(model: str, optimizer: str, when: float | None = None) -> s
     """``{model}_{optimizer}_{timestamp}``, timestamp as local ``YYYYmmdd-HHMMSS``."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     return f"{model}_{optimizer}_{stamp}"
+
+
+def run_dir_for(output_dir: str | os.PathLike, project: str, run_name: str) -> Path:
+    """Where a run lives: ``OUTPUT_DIR/PROJECT/RUN_NAME`` (the one place this layout is spelled)."""
+    return Path(output_dir) / project / run_name

@@ -26,25 +26,39 @@ def wandb_run_dir(wandb_id: str, wandb_dir: Path) -> Path:
     return candidates[-1]
 
 
-def wandb_history(run_dir: Path) -> tuple[list[dict], int | None]:
-    """The history rows and the exit code recorded in a W&B run's ``.wandb`` file.
-
-    Uses ``wandb leet inspect --json``, wandb's own reader of its transaction log.
-    """
+def wandb_records(run_dir: Path) -> list[dict]:
+    """Every record of a W&B run's ``.wandb`` file, read by wandb's own reader
+    (``wandb leet inspect --json``)."""
     wandb_cli = Path(sys.executable).with_name("wandb")
     proc = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_dir)],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise UserError(f"wandb could not read {run_dir}: {proc.stderr.strip()[:300]}")
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def wandb_history(run_dir: Path) -> tuple[list[dict], int | None]:
+    """The history rows and the exit code recorded in a W&B run's ``.wandb`` file."""
     rows, exit_code = [], None
-    for line in proc.stdout.splitlines():
-        record = json.loads(line)
+    for record in wandb_records(run_dir):
         if record.get("type") == "history":
             item = record["history"]["item"]
             rows.append({key: _wandb_value(value) for key, value in item.items()})
         elif record.get("type") == "exit":
             exit_code = record["exit"].get("exit_code", 0)
     return rows, exit_code
+
+
+def wandb_config(run_dir: Path) -> dict:
+    """The run config recorded in a W&B run's ``.wandb`` file (later updates win)."""
+    config: dict = {}
+    for record in wandb_records(run_dir):
+        if record.get("type") == "run":
+            config.update(record["run"].get("config", {}).get("update", {}))
+        elif record.get("type") == "config":
+            config.update(record["config"].get("update", {}))
+    config.pop("_wandb", None)
+    return config
 
 
 def _wandb_value(value):

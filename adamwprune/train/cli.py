@@ -1,102 +1,64 @@
-"""Command line of ``gpt2/train.py``: flags over config over built-in defaults, then the loop.
+"""Command line of ``gpt2/train.py``: flags over config over defaults, checked, then the loop.
 
+Every flag comes from a field of :class:`adamwprune.train.settings.TrainSettings`.
 Defaults come from the generated configuration (``make defconfig`` / ``.config``)
-when there is one; any flag given on the command line wins.
+when there is one, else from the settings; any flag given on the command line wins.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+import dataclasses
+import sys
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
 from adamwprune.errors import UserError
+from adamwprune.train import settings as S
 
 PROG = "gpt2/train.py"
 MODEL_FAMILY = "gpt2"
-
-# Built-in defaults (no configuration): GPT-2 124M on FineWeb-Edu with AdamW, untracked.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "model_name": "gpt2", "dataset": "finewebedu", "block_size": 1024, "compile": False,
-    "batch_size": 12, "gradient_accumulation": 4, "learning_rate": 6e-4, "min_lr": 6e-5,
-    "warmup_iters": 2000, "lr_schedule": "cosine", "weight_decay": 0.1, "grad_clip": 1.0,
-    "max_iters": 10000, "max_time": 0, "log_interval": 10, "eval_interval": 500, "eval_samples": 200,
-    "save_checkpoint": True, "output_dir": "runs", "device": "auto", "seed": 1337,
-    "optimizer": "adamw", "beta1": 0.9, "beta2": 0.95, "momentum": 0.9, "pruning_method": "none",
-    "target_sparsity": 0.5, "pruning_warmup": 1000, "pruning_ramp": 0, "tracker": "none", "tracker_project": "",
-    "tracker_run_name": "", "wandb_entity": "", "wandb_offline": False, "gpu_monitor": False,
-    "gpu_monitor_interval": 1.0, "data_dir": None, "resume": None,
-}
+RUN_CONTROL = ("resume", "restart")  # flags that steer this invocation, not settings of the run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from adamwprune.optim import OPTIMIZERS
-    from adamwprune.pruning import METHODS
-    from adamwprune.train.schedule import SCHEDULES
+def build_parser(shown_defaults: dict[str, Any] | None = None,
+                 cls: type = S.TrainSettings) -> argparse.ArgumentParser:
+    """The trainer's parser, one flag per field of ``cls``; ``shown_defaults`` only feed --help.
 
+    Flags left out are absent from the parsed namespace, so that the caller knows
+    which settings were given on the command line.
+    """
+    shown = {**{f.name: f.default for f in dataclasses.fields(cls)}, **(shown_defaults or {})}
     parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=PROG, argument_default=argparse.SUPPRESS,
         description="Train GPT-2 with the shared AdamWPrune loop, tracked in Trackio and/or W&B. "
                     "Defaults shown come from the generated configuration (make defconfig) when "
                     "there is one, else built-in; flags always win.")
-    model = parser.add_argument_group("model and data")
-    model.add_argument("--model-name", help="GPT-2 size: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt2-tiny")
-    model.add_argument("--dataset", help="finewebedu, shakespeare or pydocs (offline, built in)")
-    model.add_argument("--data-dir", help="where prepared datasets live "
-                                          "(default: $ADAMWPRUNE_DATA_DIR or ./data)")
-    model.add_argument("--block-size", type=int, help="context length in tokens")
-    model.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model")
-
-    batch = parser.add_argument_group("training")
-    batch.add_argument("--batch-size", type=int, help="sequences per micro-batch (per process)")
-    batch.add_argument("--gradient-accumulation", type=int, help="micro-batches per optimizer step")
-    batch.add_argument("--learning-rate", type=float, help="peak learning rate")
-    batch.add_argument("--min-lr", type=float, help="learning rate at the end of cosine decay")
-    batch.add_argument("--warmup-iters", type=int, help="linear warmup steps")
-    batch.add_argument("--lr-schedule", choices=SCHEDULES, help="decay after warmup")
-    batch.add_argument("--weight-decay", type=float, help="decoupled weight decay (2-D weights only)")
-    batch.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (0 = off)")
-    batch.add_argument("--max-iters", type=int, help="optimizer steps to train for")
-    batch.add_argument("--max-time", type=float,
-                       help="stop after this many seconds of total training time (0 = no limit)")
-    batch.add_argument("--log-interval", type=int, help="log train metrics every N steps")
-    batch.add_argument("--eval-interval", type=int, help="evaluate every N steps (also at 0 and at the end)")
-    batch.add_argument("--eval-samples", type=int, help="validation batches per evaluation")
-    batch.add_argument("--save-checkpoint", action=argparse.BooleanOptionalAction,
-                       help="write ckpt_last.pt / ckpt_best.pt into the run directory")
-    batch.add_argument("--output-dir", help="runs go to OUTPUT_DIR/PROJECT/RUN_NAME")
-    batch.add_argument("--device", help="auto (cuda if available), cpu or cuda")
-    batch.add_argument("--seed", type=int, help="random seed")
-    batch.add_argument("--resume", nargs="?", const="auto", metavar="RUN_DIR_OR_CKPT",
-                       help="continue from ckpt_last.pt into the same tracked run: of the named run "
-                            "(--tracker-run-name), of RUN_DIR_OR_CKPT, or else the newest run of the project")
-
-    optim = parser.add_argument_group("optimizer and pruning")
-    optim.add_argument("--optimizer", choices=OPTIMIZERS,
-                       help="sgd, adam, adamw (adamwspam and adamwprune: not available yet)")
-    optim.add_argument("--beta1", type=float, help="Adam beta1")
-    optim.add_argument("--beta2", type=float, help="Adam beta2")
-    optim.add_argument("--momentum", type=float, help="SGD momentum")
-    optim.add_argument("--pruning-method", choices=METHODS,
-                       help="none (magnitude, movement, state: not available yet)")
-    optim.add_argument("--target-sparsity", type=float, help="fraction of prunable weights to zero")
-    optim.add_argument("--pruning-warmup", type=int, help="steps before pruning starts")
-    optim.add_argument("--pruning-ramp", type=int,
-                       help="steps from 0 to the target sparsity after the warmup (0: until max-iters)")
-
-    track = parser.add_argument_group("experiment tracking")
-    track.add_argument("--tracker", help="none, trackio, wandb, both, or a comma list such as wandb,trackio")
-    track.add_argument("--tracker-project", help="project name ('' = auto: {model}-{checksum})")
-    track.add_argument("--tracker-run-name", help="run name ('' = {model}_{optimizer}_{timestamp})")
-    track.add_argument("--wandb-entity", help="W&B team or user ('' = your default)")
-    track.add_argument("--wandb-offline", action=argparse.BooleanOptionalAction,
-                       help="write W&B runs offline (sync later with `wandb sync`)")
-    track.add_argument("--gpu-monitor", action=argparse.BooleanOptionalAction,
-                       help="log GPU memory/utilization/power/temperature metrics")
-    track.add_argument("--gpu-monitor-interval", type=float, help="seconds between GPU samples")
-    parser.set_defaults(**BUILTIN_DEFAULTS)
+    groups = {name: parser.add_argument_group(name) for name in S.GROUPS}
+    hints = typing.get_type_hints(cls)
+    for name, info in S.metas(cls).items():
+        kind = hints[name]
+        # choices are checked by the settings, for a one-line error like every other value
+        choices = f"; one of: {', '.join(info.choices)}" if info.choices else ""
+        options: dict[str, Any] = {"help": f"{info.help}{choices} (default: {_shown(shown[name])})"}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind in (int, float):
+            options["type"] = kind
+        groups[info.group].add_argument(S.flag(name), **options)
+    run = parser.add_argument_group("this invocation")
+    run.add_argument("--resume", nargs="?", const="auto", metavar="RUN_DIR_OR_CKPT",
+                     help="continue from ckpt_last.pt into the same tracked run: of the named run "
+                          "(--tracker-run-name), of RUN_DIR_OR_CKPT, or else the newest run of the project")
+    run.add_argument("--restart", action="store_true",
+                     help="start a run that stopped before its first checkpoint again under its name; "
+                          "the old run directory is moved aside and its tracked run renamed")
     return parser
+
+
+def _shown(value: Any) -> str:
+    return "''" if value == "" else str(value)
 
 
 def config_defaults() -> dict[str, Any]:
@@ -108,111 +70,132 @@ def config_defaults() -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = build_parser()
-    parser.set_defaults(**config_defaults())
-    return parser.parse_args(argv)
+    """Every setting (flag over config over default), plus ``given``: the settings on the command line."""
+    configured = config_defaults()
+    parsed = vars(build_parser(configured).parse_args(argv))
+    given = {name: value for name, value in parsed.items() if name not in RUN_CONTROL}
+    return argparse.Namespace(**{**S.DEFAULTS, **configured, **given}, resume=parsed.get("resume"),
+                              restart=parsed.get("restart", False), given=set(given))
 
 
-def settings_from_args(args: argparse.Namespace):
-    """The loop's settings from the flags; TrainSettings checks them as it is built."""
-    from adamwprune.train.loop import TrainSettings
-
-    return TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
+    """Check and build the run's settings (the one place a command line becomes settings)."""
     from adamwprune.optim import check_optimizer
     from adamwprune.pruning import check_pruning_method
     from adamwprune.tracking.selection import format_trackers, parse_trackers
 
+    values = {name: getattr(args, name) for name in S.FIELDS}
+    values["tracker"] = format_trackers(parse_trackers(values["tracker"]))
+    values["optimizer"] = check_optimizer(values["optimizer"])
+    values["pruning_method"] = check_pruning_method(values["pruning_method"])
+    S.check_applicable(args.given, values)
+    if args.resume and args.restart:
+        raise UserError("--resume continues a run and --restart starts it again: give one of them")
+    return S.TrainSettings(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    trackers = parse_trackers(args.tracker)
-    args.tracker = format_trackers(trackers)
-    args.optimizer = check_optimizer(args.optimizer)
-    args.pruning_method = check_pruning_method(args.pruning_method)
     settings = settings_from_args(args)
 
     # Everything that can fail on bad input fails here, before a process group or a tracked run exists.
     from adamwprune.data import get_dataset
-    from adamwprune.models.gpt2 import PRESETS
-
-    if args.model_name not in PRESETS:
-        raise UserError(f"unknown GPT-2 model {args.model_name!r}; choose one of: {', '.join(PRESETS)}")
-    if args.block_size < 1:
-        raise UserError(f"block-size must be at least 1 (got {args.block_size})")
-    dataset = get_dataset(args.dataset, data_dir=args.data_dir)
-
-    from adamwprune.train.distributed import broadcast_object, init_distributed, shutdown
     from adamwprune.train.gpt2 import GPT2Adapter
+
+    adapter = GPT2Adapter(get_dataset(settings.dataset, data_dir=settings.data_dir),
+                          model_name=settings.model_name, block_size=settings.block_size)
+    adapter.check()
+
+    from adamwprune.provenance import run_metadata
+    from adamwprune.train.distributed import init_distributed, shutdown
     from adamwprune.train.loop import StopReason, train
 
-    adapter = GPT2Adapter(dataset, model_name=args.model_name, block_size=args.block_size)
-    ctx = init_distributed(args.device)
+    ctx = init_distributed(settings.device)
     try:
         # A checkpoint that cannot continue this run is refused here, before the tracked run is reopened.
-        run_dir, resume_state = _resolve_run(args, ctx, broadcast_object, adapter, settings)
-        run_info = {"model": MODEL_FAMILY, "project": args.tracker_project, "run_name": args.tracker_run_name}
+        settings, run_dir, resume_state = _resolve_run(args, settings, ctx, adapter)
+        run_info = {"model": MODEL_FAMILY, "project": settings.tracker_project,
+                    "run_name": settings.tracker_run_name}
         tracker = None
         if ctx.is_main:
             from adamwprune.tracking import ExperimentTracker
 
+            config = {**settings.tracked(), "model": MODEL_FAMILY, "device": ctx.device,
+                      **run_metadata(argv=[sys.argv[0], *(sys.argv[1:] if argv is None else argv)],
+                                     world_size=ctx.world_size, device=ctx.device, seed=settings.seed)}
             tracker = ExperimentTracker(
-                trackers, project=args.tracker_project, run_name=args.tracker_run_name, run_dir=run_dir,
-                config=_tracked_config(args, ctx), wandb_entity=args.wandb_entity or None,
-                wandb_offline=bool(args.wandb_offline), resume=resume_state is not None)
+                settings.tracker, project=settings.tracker_project, run_name=settings.tracker_run_name,
+                run_dir=run_dir, config=config, wandb_entity=settings.wandb_entity or None,
+                wandb_offline=settings.wandb_offline, resume=resume_state is not None)
         result = train(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
                        resume_state=resume_state)
     finally:
         shutdown(ctx)
     if ctx.is_main:
-        _print_summary(result, trackers, args, run_dir)
+        _print_summary(result, settings, run_dir)
     return 130 if result.stop_reason == StopReason.INTERRUPTED else 0
 
 
-def _resolve_run(args: argparse.Namespace, ctx, broadcast_object, adapter, settings):
+def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, adapter):
     """Fill in project and run name, find and check the checkpoint to resume; same answer on every rank.
 
-    Returns the run directory and a checked ResumeState (None for a new run).
+    Returns the completed settings, the run directory and a checked ResumeState (None for a new run).
     """
+    from adamwprune.tracking.naming import default_run_name, project_name, run_dir_for
     from adamwprune.train import checkpoint as ckpt
+    from adamwprune.train.distributed import broadcast_object
     from adamwprune.train.loop import check_resume_state
-    from adamwprune.tracking.naming import default_run_name, project_name
 
-    if not args.tracker_project:
-        args.tracker_project = project_name(MODEL_FAMILY)
-    resume_path = None
+    project = settings.tracker_project or project_name(MODEL_FAMILY)
+    run_name = settings.tracker_run_name
     if args.resume:
-        resume_path = _find_checkpoint(args)
-        state = check_resume_state(ckpt.load(resume_path), adapter, settings, source=resume_path)
-        run = state.state.get("run", {})
-        args.tracker_project = run.get("project") or args.tracker_project
-        args.tracker_run_name = run.get("run_name") or args.tracker_run_name
-    else:
-        state = None
-        if not args.tracker_run_name:
-            args.tracker_run_name = broadcast_object(ctx, default_run_name(MODEL_FAMILY, args.optimizer))
-    run_dir = resume_path.parent if resume_path else Path(args.output_dir) / args.tracker_project / args.tracker_run_name
-    if state is None and (run_dir / ckpt.LAST_NAME).exists():
+        resume_path = _find_checkpoint(args.resume, settings.output_dir, project, run_name)
+        saved = ckpt.load(resume_path)
+        run = saved.get("run", {}) if isinstance(saved, dict) else {}
+        # the project and run name are the checkpoint's; everything else is compared with it
+        settings = dataclasses.replace(settings, tracker_project=run.get("project") or project,
+                                       tracker_run_name=run.get("run_name") or run_name)
+        return settings, resume_path.parent, check_resume_state(saved, adapter, settings, source=resume_path)
+    if not run_name:
+        run_name = broadcast_object(ctx, default_run_name(MODEL_FAMILY, settings.optimizer))
+    settings = dataclasses.replace(settings, tracker_project=project, tracker_run_name=run_name)
+    run_dir = run_dir_for(settings.output_dir, project, run_name)
+    if (run_dir / ckpt.LAST_NAME).exists():
         raise UserError(f"{run_dir} already holds a run; continue it with --resume "
                         "or choose another --tracker-run-name")
-    return run_dir, state
+    # rank 0's view decides (it is the one that moves the directory)
+    if broadcast_object(ctx, run_dir.is_dir() and any(run_dir.iterdir())):
+        if not args.restart:
+            raise UserError(f"{run_dir} holds a run that stopped before its first checkpoint; start it "
+                            "again with --restart (the old run is moved aside) or choose another "
+                            "--tracker-run-name")
+        if ctx.is_main:
+            from adamwprune.tracking.supersede import supersede
+
+            moved = supersede(run_dir, project, run_name)
+            print(f"restart: the earlier run is now {moved}", flush=True)
+        broadcast_object(ctx, None)  # the other ranks wait for the move
+    return settings, run_dir, None
 
 
-def _find_checkpoint(args: argparse.Namespace) -> Path:
+def _find_checkpoint(resume: str, output_dir: str, project: str, run_name: str) -> Path:
+    from adamwprune.tracking.naming import run_dir_for
     from adamwprune.train.checkpoint import LAST_NAME
 
-    if args.resume != "auto":
-        path = Path(args.resume)
+    if resume != "auto":
+        path = Path(resume)
         path = path / LAST_NAME if path.is_dir() else path
         if not path.is_file():
             raise UserError(f"cannot resume: {path} does not exist")
         return path
-    project_dir = Path(args.output_dir) / args.tracker_project
-    if args.tracker_run_name:
-        path = project_dir / args.tracker_run_name / LAST_NAME
+    if run_name:
+        path = run_dir_for(output_dir, project, run_name) / LAST_NAME
         if not path.is_file():
-            raise UserError(f"cannot resume: {path} does not exist (was --save-checkpoint off?)")
+            hint = (" and it stopped before its first checkpoint; start it again with --restart"
+                    if path.parent.is_dir() else " (was --save-checkpoint off?)")
+            raise UserError(f"cannot resume: {path} does not exist{hint}")
         return path
+    project_dir = Path(output_dir) / project
     candidates = sorted(project_dir.glob(f"*/{LAST_NAME}"), key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise UserError(f"cannot resume: no {LAST_NAME} under {project_dir}; "
@@ -220,13 +203,7 @@ def _find_checkpoint(args: argparse.Namespace) -> Path:
     return candidates[-1]
 
 
-def _tracked_config(args: argparse.Namespace, ctx) -> dict[str, Any]:
-    config = {key: value for key, value in vars(args).items() if key != "resume"}
-    config.update(model=MODEL_FAMILY, world_size=ctx.world_size, device=ctx.device)
-    return config
-
-
-def _print_summary(result, trackers: tuple[str, ...], args: argparse.Namespace, run_dir: Path) -> None:
+def _print_summary(result, settings: S.TrainSettings, run_dir: Path) -> None:
     import math
 
     from adamwprune.train.loop import perplexity
@@ -236,7 +213,7 @@ def _print_summary(result, trackers: tuple[str, ...], args: argparse.Namespace, 
                  else "no validation loss")
     print(f"done: {result.iteration} iterations in {result.total_training_time:.0f}s, {best_text}; "
           f"run dir {run_dir}", flush=True)
-    if "trackio" in trackers:
+    if "trackio" in settings.tracker or settings.tracker == "both":
         from adamwprune.tracking.backends import trackio_show_command
 
-        print(f"view it: {trackio_show_command(args.tracker_project)}", flush=True)
+        print(f"view it: {trackio_show_command(settings.tracker_project)}", flush=True)

@@ -20,6 +20,10 @@ class GPT2Adapter:
         self.block_size = block_size
         self.dropout = dropout
 
+    def check(self) -> None:
+        """Refuse, before anything is opened, a block size that the data cannot fill."""
+        self.dataset.check_block_size(self.block_size)
+
     def build_model(self):
         from adamwprune.models.gpt2 import GPT
 

@@ -28,79 +28,12 @@ from adamwprune.errors import UserError
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.distributed import DistContext, all_reduce_mean, barrier, broadcast_int, gather_objects
 from adamwprune.train.schedule import learning_rate
+from adamwprune.train.settings import FIELDS, TrainSettings, resume_differences
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: every setting of the run is saved and compared on resume
 PERPLEXITY_CAP = 20.0
 # what a resume needs from ckpt_last.pt (ckpt_best.pt has only the model weights)
-RESUME_KEYS = ("model", "optimizer", "iteration", "best_val_loss", "training_time")
-
-
-@dataclass
-class TrainSettings:
-    """Everything the loop needs to know about one run (model-independent)."""
-
-    batch_size: int = 12
-    gradient_accumulation: int = 1
-    learning_rate: float = 6e-4
-    min_lr: float = 6e-5
-    warmup_iters: int = 0
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    max_iters: int = 1000
-    max_time: float = 0.0            # seconds of total training time; 0 = no limit
-    log_interval: int = 10
-    eval_interval: int = 100
-    eval_samples: int = 20
-    save_checkpoint: bool = True
-    seed: int = 1337
-    compile: bool = False
-    optimizer: str = "adamw"
-    beta1: float = 0.9
-    beta2: float = 0.95
-    momentum: float = 0.9
-    pruning_method: str = "none"
-    target_sparsity: float = 0.0
-    pruning_warmup: int = 0
-    pruning_ramp: int = 0
-    gpu_monitor: bool = False
-    gpu_monitor_interval: float = 1.0
-
-    def __post_init__(self) -> None:
-        self.validate()  # the one place settings are checked: every run, from the CLI or not, builds one
-
-    def validate(self) -> None:
-        """Raise a UserError naming the flag for a value the loop or the optimizer would choke on."""
-        from adamwprune.kconfig.symbols import FLOAT_RANGES, TRAINER_DESTS
-
-        for symbol, (low, high, high_open) in FLOAT_RANGES.items():  # the ranges Kconfig enforces
-            name = TRAINER_DESTS.get(symbol)
-            if name is None or not hasattr(self, name):
-                continue
-            value, flag = getattr(self, name), name.replace("_", "-")
-            too_high = value >= high if high_open else value > high
-            if math.isfinite(value) and low <= value and not too_high:
-                continue
-            if not math.isfinite(value):
-                raise UserError(f"{flag} must be a finite number (got {value})")
-            if math.isinf(high):
-                raise UserError(f"{flag} must not be negative (got {value})" if low == 0
-                                else f"{flag} must be at least {low:g} (got {value})")
-            raise UserError(f"{flag} must be in [{low:g}, {high:g}{')' if high_open else ']'} (got {value})")
-        positive = ("batch_size", "gradient_accumulation", "max_iters", "log_interval",
-                    "eval_interval", "eval_samples")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        non_negative = ("warmup_iters", "max_time", "pruning_warmup", "pruning_ramp")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise UserError(f"{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
-        if math.isnan(self.max_time):
-            raise UserError("max-time must be a number of seconds (got nan)")
-        if self.min_lr > self.learning_rate:
-            raise UserError(f"min-lr ({self.min_lr:g}) must not exceed "
-                            f"learning-rate ({self.learning_rate:g})")
+RESUME_KEYS = ("model", "optimizer", "iteration", "best_val_loss", "training_time", "settings")
 
 
 class ModelAdapter(Protocol):
@@ -109,6 +42,9 @@ class ModelAdapter(Protocol):
     throughput_metric: str          # e.g. "tokens_per_sec"
     throughput_unit: str            # e.g. "tok" (progress line)
 
+    def check(self) -> None:
+        """Raise a UserError for settings the data or model cannot take (before a run is opened)."""
+        ...
     def build_model(self) -> Any: ...
     def items_per_batch(self, batch_size: int) -> int: ...
     def get_batch(self, split: str, batch_size: int, generator: Any, device: str) -> Any: ...
@@ -160,13 +96,14 @@ def check_resume_state(state: Any, adapter: ModelAdapter, settings: TrainSetting
     if missing:
         raise UserError(f"cannot resume from {source}: it lacks {', '.join(missing)} "
                         f"(is it {ckpt.BEST_NAME}?); pass the run directory or its {ckpt.LAST_NAME}")
-    expected = adapter.describe()
+    differences = resume_differences(state["settings"], settings)
     saved = state.get("model_description", {})
-    mismatched = [f"{key}: checkpoint {saved.get(key)!r}, now {value!r}"
-                  for key, value in expected.items() if saved.get(key) != value]
-    if mismatched:
-        raise UserError("cannot resume: the checkpoint was made with different settings ("
-                        + "; ".join(mismatched) + "); use the same flags as the original run")
+    differences += [f"the model's {key} is {value!r}, the checkpoint has {saved.get(key)!r}"
+                    for key, value in adapter.describe().items()
+                    if saved.get(key) != value and key not in FIELDS]
+    if differences:
+        raise UserError(f"cannot resume {source}: " + "; ".join(differences)
+                        + "; resume with the original settings, or start a new run")
     check_can_continue(int(state["iteration"]), float(state["training_time"]), settings)
     return ResumeState(state)
 
@@ -535,7 +472,7 @@ class Trainer:
     def _best_state(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(), "iteration": self.iteration,
                 "val_loss": self.best.best_val_loss, "model_description": self.adapter.describe(),
-                "run": self.run_info}
+                "run": self.run_info, "settings": asdict(self.s)}
 
     def _save_last(self) -> None:
         """Write ckpt_last.pt (rank 0) with every rank's RNG state; all ranks must call this."""

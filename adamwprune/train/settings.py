@@ -1,0 +1,242 @@
+"""Every setting of a training run, in one place.
+
+Each field of :class:`TrainSettings` carries its flag, its Kconfig symbol, its type
+(the annotation), its range or choices, its default and its help. Built from it:
+the trainer's argparse parser (``train/cli.py``), the Kconfig symbol -> flag mapping
+and the float ranges of ``config.py`` (``kconfig/symbols.py``), the checks every run
+goes through, and what a resume compares with its checkpoint. Adding a setting is
+adding a field here (and its Kconfig entry, if ``make menuconfig`` should show it).
+
+The defaults are GPT-2's; another model family's own defaults live in
+``MODEL_DEFAULTS``, and ``tests/test_settings.py`` checks that the Kconfig tree
+gives the same ones.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from adamwprune.errors import UserError
+from adamwprune.optim import OPTIMIZERS
+from adamwprune.pruning import METHODS
+from adamwprune.train.schedule import SCHEDULES
+
+GPT2_MODEL_NAMES = ("gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+GPT2_DATASETS = ("finewebedu", "shakespeare", "pydocs")
+ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwprune")
+PRUNING_METHODS = tuple(method for method in METHODS if method != "none")
+
+# The --help sections, in order.
+GROUPS = ("model and data", "training", "optimizer", "pruning", "experiment tracking")
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a settings field means beyond its type and default."""
+
+    help: str
+    group: str
+    symbol: str | None = None            # the Kconfig symbol (or derived choice name) that sets it
+    low: float | None = None             # lowest allowed value
+    high: float | None = None            # highest allowed value
+    high_open: bool = False              # the highest value itself is not allowed: [low, high)
+    choices: tuple[str, ...] | None = None
+    applies_to: tuple[str, tuple[Any, ...]] | None = None  # (selector field, values it applies to)
+    resumable: bool = False              # may differ from the checkpoint on resume
+
+    @property
+    def constrained(self) -> bool:
+        return self.low is not None or self.high is not None
+
+
+def setting(default: Any, help: str, group: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"meta": Meta(help, group, **meta)})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One run's settings; building one checks every value (see :meth:`check`)."""
+
+    # model and data
+    model_name: str = setting("gpt2", "GPT-2 size", "model and data",
+                              symbol="GPT2_MODEL_NAME", choices=GPT2_MODEL_NAMES)
+    dataset: str = setting("finewebedu", "training data (pydocs: offline, built in)", "model and data",
+                           symbol="DATASET", choices=GPT2_DATASETS)
+    data_dir: str | None = setting(None, "where prepared datasets live; None: $ADAMWPRUNE_DATA_DIR, "
+                                   "else ./data", "model and data", resumable=True)
+    block_size: int = setting(1024, "context length in tokens", "model and data",
+                              symbol="BLOCK_SIZE", low=8, high=1024)
+    compile: bool = setting(False, "torch.compile the model", "model and data",
+                            symbol="COMPILE", resumable=True)
+    # training
+    batch_size: int = setting(64, "sequences per micro-batch (per process)", "training",
+                              symbol="BATCH_SIZE", low=1, high=65536)
+    gradient_accumulation: int = setting(1, "micro-batches per optimizer step", "training",
+                                         symbol="GRADIENT_ACCUMULATION", low=1, high=4096)
+    learning_rate: float = setting(6e-4, "peak learning rate", "training", symbol="LEARNING_RATE", low=0.0)
+    lr_schedule: str = setting("cosine", "decay after warmup", "training",
+                               symbol="LR_SCHEDULE", choices=SCHEDULES)
+    min_lr: float = setting(6e-5, "learning rate at the end of cosine decay", "training",
+                            symbol="MIN_LR", low=0.0, applies_to=("lr_schedule", ("cosine",)))
+    warmup_iters: int = setting(100, "linear warmup steps", "training",
+                                symbol="WARMUP_ITERS", low=0, high=10_000_000)
+    grad_clip: float = setting(1.0, "clip the gradient norm to this (0 = off)", "training",
+                               symbol="GRAD_CLIP", low=0.0)
+    max_iters: int = setting(10_000, "optimizer steps to train for", "training",
+                             symbol="MAX_ITERS", low=1, high=100_000_000, resumable=True)
+    max_time: int = setting(0, "stop after this many seconds of total training time (0 = no limit)",
+                            "training", symbol="MAX_TIME", low=0, high=100_000_000, resumable=True)
+    log_interval: int = setting(10, "log train metrics every N steps", "training",
+                                symbol="LOG_INTERVAL", low=1, high=100_000_000, resumable=True)
+    eval_interval: int = setting(250, "evaluate every N steps (also at 0 and at the end)", "training",
+                                 symbol="EVAL_INTERVAL", low=1, high=100_000_000, resumable=True)
+    eval_samples: int = setting(200, "validation batches per evaluation", "training",
+                                symbol="EVAL_SAMPLES", low=1, high=100_000_000, resumable=True)
+    save_checkpoint: bool = setting(True, "write ckpt_last.pt / ckpt_best.pt into the run directory",
+                                    "training", symbol="SAVE_CHECKPOINT", resumable=True)
+    output_dir: str = setting("runs", "runs go to OUTPUT_DIR/PROJECT/RUN_NAME", "training",
+                              symbol="OUTPUT_DIR", resumable=True)
+    device: str = setting("auto", "auto (cuda if available), cpu or cuda", "training",
+                          symbol="DEVICE", resumable=True)
+    seed: int = setting(1337, "random seed", "training", symbol="SEED", low=0, high=2_147_483_647)
+    # optimizer
+    optimizer: str = setting("adamw", "optimizer (adamwspam and adamwprune: not available yet)",
+                             "optimizer", symbol="OPTIMIZER", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.1, "weight decay (2-D weights only): decoupled for AdamW variants, "
+                                  "L2 for SGD and Adam", "optimizer", symbol="WEIGHT_DECAY", low=0.0)
+    beta1: float = setting(0.9, "Adam beta1", "optimizer", symbol="ADAM_BETA1", low=0.0, high=1.0,
+                           high_open=True, applies_to=("optimizer", ADAM_FAMILY))
+    beta2: float = setting(0.95, "Adam beta2", "optimizer", symbol="ADAM_BETA2", low=0.0, high=1.0,
+                           high_open=True, applies_to=("optimizer", ADAM_FAMILY))
+    momentum: float = setting(0.9, "SGD momentum", "optimizer", symbol="SGD_MOMENTUM", low=0.0, high=1.0,
+                              high_open=True, applies_to=("optimizer", ("sgd",)))
+    # pruning
+    pruning_method: str = setting("none", "pruning method (magnitude, movement, state: not available yet)",
+                                  "pruning", symbol="PRUNING_METHOD", choices=METHODS)
+    target_sparsity: float = setting(0.5, "fraction of prunable weights to zero", "pruning",
+                                     symbol="TARGET_SPARSITY", low=0.0, high=1.0, high_open=True,
+                                     applies_to=("pruning_method", PRUNING_METHODS))
+    pruning_warmup: int = setting(100, "steps before pruning starts", "pruning", symbol="PRUNING_WARMUP",
+                                  low=0, high=100_000_000, applies_to=("pruning_method", PRUNING_METHODS))
+    pruning_ramp: int = setting(0, "steps from 0 to the target sparsity after the warmup "
+                                "(0: until max-iters)", "pruning", symbol="PRUNING_RAMP",
+                                low=0, high=100_000_000, applies_to=("pruning_method", PRUNING_METHODS))
+    # experiment tracking
+    tracker: str = setting("none", "none, trackio, wandb, both, or a comma list such as wandb,trackio",
+                           "experiment tracking", resumable=True)
+    tracker_project: str = setting("", "project name ('' = auto: {model}-{checksum})",
+                                   "experiment tracking", symbol="TRACKER_PROJECT", resumable=True)
+    tracker_run_name: str = setting("", "run name ('' = {model}_{optimizer}_{timestamp})",
+                                    "experiment tracking", symbol="TRACKER_RUN_NAME", resumable=True)
+    wandb_entity: str = setting("", "W&B team or user ('' = your default)", "experiment tracking",
+                                symbol="WANDB_ENTITY", resumable=True)
+    wandb_offline: bool = setting(False, "write W&B runs offline (sync later with `wandb sync`)",
+                                  "experiment tracking", symbol="WANDB_OFFLINE", resumable=True)
+    gpu_monitor: bool = setting(False, "log GPU memory/utilization/power/temperature metrics",
+                                "experiment tracking", symbol="GPU_MONITOR", resumable=True)
+    gpu_monitor_interval: float = setting(1.0, "seconds between GPU samples", "experiment tracking",
+                                          symbol="GPU_MONITOR_INTERVAL", low=0.001, resumable=True,
+                                          applies_to=("gpu_monitor", (True,)))
+
+    def __post_init__(self) -> None:
+        self.check()  # every run, from the command line or not, is checked here
+
+    def check(self) -> None:
+        """Raise a UserError naming the flag of the first value out of its range or choices."""
+        for field in dataclasses.fields(self):
+            check_value(field, getattr(self, field.name))
+        if self.lr_schedule == "cosine" and self.min_lr > self.learning_rate:
+            raise UserError(f"min-lr ({self.min_lr:g}) must not exceed learning-rate ({self.learning_rate:g})")
+
+    def applies(self, name: str) -> bool:
+        """Whether setting ``name`` means anything for this run (momentum: only with SGD)."""
+        rule = METAS[name].applies_to
+        return rule is None or getattr(self, rule[0]) in rule[1]
+
+    def tracked(self) -> dict[str, Any]:
+        """The settings that apply to this run, for the tracked config (no SGD momentum of an AdamW run)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if self.applies(f.name)}
+
+
+def metas(cls: type = TrainSettings) -> dict[str, Meta]:
+    """Each setting of ``cls`` (TrainSettings, or a class that extends it) with its Meta."""
+    return {f.name: f.metadata["meta"] for f in dataclasses.fields(cls)}
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainSettings)}
+METAS: dict[str, Meta] = metas()
+DEFAULTS: dict[str, Any] = {name: f.default for name, f in FIELDS.items()}
+
+# Where another model family's defaults differ from GPT-2's, on purpose (Kconfig has the same).
+VISION_DEFAULTS = {"batch_size": 128, "learning_rate": 0.001, "min_lr": 0.0001, "beta2": 0.999,
+                   "weight_decay": 0.0005}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gpt2": {},
+    "lenet5": {**VISION_DEFAULTS, "dataset": "mnist"},
+    "resnet18": {**VISION_DEFAULTS, "dataset": "cifar10"},
+    "resnet50": {**VISION_DEFAULTS, "dataset": "cifar100"},
+}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def defaults_for(model: str) -> dict[str, Any]:
+    """Every setting's default for model family ``model``."""
+    return {**DEFAULTS, **MODEL_DEFAULTS[model]}
+
+
+def check_value(field: dataclasses.Field, value: Any) -> None:
+    """A UserError naming the flag when ``value`` is outside the field's range or choices."""
+    info: Meta = field.metadata["meta"]
+    name = flag(field.name)[2:]
+    if info.choices is not None and value not in info.choices:
+        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(info.choices)}")
+    if not info.constrained:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number (got {value})")
+    low = -math.inf if info.low is None else info.low
+    high = math.inf if info.high is None else info.high
+    too_high = value >= high if info.high_open else value > high
+    if low <= value and not too_high:
+        return
+    if isinstance(field.default, float) and math.isfinite(high):  # a fraction such as beta: [0, 1)
+        raise UserError(f"{name} must be in [{low:g}, {high:g}{')' if info.high_open else ']'} (got {value})")
+    if too_high:
+        raise UserError(f"{name} must be at most {high:g} (got {value})")
+    raise UserError(f"{name} must not be negative (got {value})" if low == 0
+                    else f"{name} must be at least {low:g} (got {value})")
+
+
+def check_applicable(given: Iterable[str], values: Mapping[str, Any]) -> None:
+    """Refuse a flag given for a method that is not selected: ``--momentum`` with AdamW."""
+    for name in given:
+        rule = METAS[name].applies_to
+        if rule is None or values[rule[0]] in rule[1]:
+            continue
+        selector, allowed = rule
+        if selector == "gpu_monitor":
+            raise UserError(f"{flag(name)} applies with {flag(selector)} only")
+        choices = ", ".join(str(value) for value in allowed)
+        raise UserError(f"{flag(name)} applies to {flag(selector)} {choices} only "
+                        f"(this run has {flag(selector)} {values[selector]})")
+
+
+def resume_differences(saved: Mapping[str, Any], now: TrainSettings) -> list[str]:
+    """The settings that change what a run means, where ``now`` differs from the checkpoint's."""
+    differences = []
+    for name, info in METAS.items():
+        if info.resumable or not now.applies(name):
+            continue
+        before, after = saved.get(name), getattr(now, name)
+        if before != after:
+            differences.append(f"{flag(name)} is {after!r}, the checkpoint has {before!r}")
+    return differences
+
+
+def resumable_flags() -> list[str]:
+    """The flags that may change when a run is resumed (docs/training.md lists them)."""
+    return [flag(name) for name, info in METAS.items() if info.resumable]
