@@ -64,8 +64,10 @@ def plain_loop(model, dataset, case: Case, device: str, autocast, fused: bool) -
     groups = model.configure_optimizer_groups(0.1)
     if fused:
         from adamwprune.optim import build_optimizer
+        from adamwprune.train.settings import TrainSettings
 
-        optimizer = build_optimizer("adamw", groups, lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
+        optimizer = build_optimizer("adamw", groups, TrainSettings(learning_rate=6e-4, beta1=0.9, beta2=0.95,
+                                                                   weight_decay=0.1))
     else:
         optimizer = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     generator = torch.Generator().manual_seed(1)
@@ -103,7 +105,8 @@ def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Pa
     from adamwprune.tracking import ExperimentTracker
     from adamwprune.train.distributed import DistContext
     from adamwprune.train.gpt2 import GPT2Adapter
-    from adamwprune.train.loop import TrainSettings, train
+    from adamwprune.train.loop import train
+    from adamwprune.train.settings import TrainSettings
 
     settings = TrainSettings(batch_size=case.batch_size, gradient_accumulation=1, learning_rate=6e-4,
                              warmup_iters=0, grad_clip=0.0, weight_decay=0.1,
@@ -138,11 +141,12 @@ def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Pa
             window["open"] = iteration == case.warmup
 
     adapter = GPT2Adapter(dataset, case.model_name, case.block_size)
-    result = train(adapter, settings, ctx=DistContext(device=device), tracker=tracker, run_dir=run_dir,
-                   run_info={"project": "bench-train", "run_name": run_name}, progress=progress,
-                   keep_history=history is not None)
+    train(adapter, settings, ctx=DistContext(device=device), tracker=tracker, run_dir=run_dir,
+          run_info={"project": "bench-train", "run_name": run_name}, progress=progress)
     if history is not None:
-        history.extend(result.history)
+        from adamwprune.tracking.journal import JOURNAL_NAME, read_journal
+
+        history.extend((r["step"], r["metrics"]) for r in read_journal(run_dir / JOURNAL_NAME) if "step" in r)
     if costs is not None:
         (train_cpu0, delivery_cpu0), (train_cpu1, delivery_cpu1) = window[case.warmup], window[end]
         costs.update(train_cpu=train_cpu1 - train_cpu0, delivery_cpu=delivery_cpu1 - delivery_cpu0,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adamwprune.errors import run_main  # noqa: E402
-from adamwprune.train.cli import PROG, main  # noqa: E402
+from adamwprune.train.cli import run_family  # noqa: E402
+from adamwprune.train.gpt2 import FAMILY  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, sys.argv[1:], prog=PROG))
+    sys.exit(run_family(FAMILY, sys.argv[1:]))

@@ -343,8 +343,9 @@ def test_make_and_make_defconfig_check_command_line_variables_alike(tmp_path):
 
 def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(tmp_path):
     from adamwprune.train.cli import build_parser
+    from adamwprune.train.gpt2 import FAMILY
 
-    parser_dests = {action.dest for action in build_parser()._actions}
+    parser_dests = {action.dest for action in build_parser(FAMILY)._actions}
     dc = write_defconfig(tmp_path / "everything", "CONFIG_DATASET=\"pydocs\"",
                          "CONFIG_OPTIMIZER_SGD=y", "CONFIG_PRUNING_MAGNITUDE=y",
                          "CONFIG_GPU_MONITOR=y", "CONFIG_TRACKER_RUN_NAME=\"r1\"",
@@ -360,17 +361,18 @@ def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(t
 
 def test_precedence_flags_over_config_over_builtin(tmp_path, monkeypatch):
     from adamwprune.train.cli import parse_args
+    from adamwprune.train.gpt2 import FAMILY
     from adamwprune.train.settings import DEFAULTS
 
     monkeypatch.chdir(tmp_path)
-    builtin = parse_args([])
+    builtin = parse_args(FAMILY, [])
     assert builtin.batch_size == DEFAULTS["batch_size"] != 16
     defconfig(tmp_path, "gpt2-pydocs-cpu", "TRACKER=trackio")
-    configured = parse_args([])
+    configured = parse_args(FAMILY, [])
     assert (configured.batch_size, configured.block_size, configured.learning_rate) == (16, 128, 1e-3)
     assert (configured.tracker, configured.model_name, configured.dataset) == (
         "trackio", "gpt2-tiny", "pydocs")
     assert configured.tracker_project == load_config(tmp_path).TRACKER_PROJECT
-    flagged = parse_args(["--batch-size", "3", "--tracker", "none", "--learning-rate", "0.5"])
+    flagged = parse_args(FAMILY, ["--batch-size", "3", "--tracker", "none", "--learning-rate", "0.5"])
     assert (flagged.batch_size, flagged.tracker, flagged.learning_rate) == (3, "none", 0.5)
     assert flagged.block_size == 128  # not given as a flag: still from the config

@@ -17,7 +17,7 @@ import pytest
 
 from adamwprune import matrix
 from adamwprune.kconfig import load_config
-from adamwprune.optim import AVAILABLE as OPTIMIZERS_AVAILABLE
+from adamwprune.optim import available as available_optimizers
 from conftest import REPO, trackio_rows
 from test_kconfig import (child_env, defconfig, kconfig, make, one_line_error, read_assignments,
                           write_defconfig)
@@ -104,7 +104,7 @@ def test_matrix_runs_every_combination_goes_on_after_a_failure_and_summarizes(tm
     defconfig(tmp_path, str(write_defconfig(tmp_path / "m", *lines)))
     cfg = load_config(tmp_path)
     proc = make(tmp_path, timeout=600)  # several optimizers selected: `make` runs the matrix
-    expected_ok = {f"gpt2_{name}_none_0": name in OPTIMIZERS_AVAILABLE for name in optimizers}
+    expected_ok = {f"gpt2_{name}_none_0": name in available_optimizers() for name in optimizers}
     assert proc.returncode == (0 if all(expected_ok.values()) else 2), proc.stdout + proc.stderr
     summary = proc.stdout[proc.stdout.rindex("=== test matrix 3/3"):]
     for name, ok in expected_ok.items():

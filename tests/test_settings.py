@@ -12,9 +12,10 @@ import pytest
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import typed_values
 from adamwprune.kconfig.symbols import CHOICES, float_ranges, trainer_dests
-from adamwprune.kconfig.tree import REPO_ROOT, choice_value, open_tree
+from adamwprune.kconfig.tree import REPO_ROOT, open_tree
 from adamwprune.train import settings as S
 from adamwprune.train.cli import build_parser, parse_args, settings_from_args
+from adamwprune.train.gpt2 import FAMILY
 
 KCONFIG_TYPES = {bool: kconfiglib.BOOL, int: kconfiglib.INT, str: kconfiglib.STRING, float: kconfiglib.STRING}
 
@@ -27,7 +28,7 @@ def no_config(tmp_path, monkeypatch):
 def help_defaults(cls: type = S.TrainSettings) -> dict[str, str]:
     """flag -> the default that --help shows for it."""
     defaults = {}
-    for action in build_parser(cls=cls)._actions:
+    for action in build_parser(FAMILY, cls=cls)._actions:
         match = re.search(r"\(default: (.*)\)$", action.help or "")
         if action.option_strings and match:
             defaults[action.option_strings[0]] = match.group(1)
@@ -50,7 +51,8 @@ def test_help_kconfig_and_the_settings_dataclass_give_the_same_defaults():
     built = dataclasses.asdict(S.TrainSettings())
     for name, default in S.DEFAULTS.items():
         assert built[name] == default
-        assert shown[S.flag(name)] == ("''" if default == "" else str(default)), name
+        if S.METAS[name].flag:  # the model family is the script's, not a flag
+            assert shown[S.flag(name)] == ("''" if default == "" else str(default)), name
     compared = set()
     for model in CHOICES["MODEL"].values():
         for optimizer, gpu_monitor in (("sgd", False), ("adamw", True)):
@@ -66,8 +68,7 @@ def test_kconfig_types_and_int_ranges_are_the_settings_ones():
     hints = typing.get_type_hints(S.TrainSettings)
     for symbol, name in trainer_dests().items():
         if symbol in CHOICES:
-            assert S.METAS[name].choices == tuple(CHOICES[symbol].values()) or \
-                set(CHOICES[symbol].values()) <= set(S.METAS[name].choices), name
+            assert set(CHOICES[symbol].values()) <= set(S.METAS[name].allowed()), name
             continue
         sym = kconf.syms[symbol]
         assert sym.orig_type is KCONFIG_TYPES[hints[name]], name
@@ -82,7 +83,7 @@ def test_adding_a_setting_is_one_field():
                         high_open=True)
     extended = dataclasses.make_dataclass("Extended", [("dropout", float, dropout)],
                                           bases=(S.TrainSettings,), frozen=True)
-    parsed = build_parser(cls=extended).parse_args(["--dropout", "0.25"])
+    parsed = build_parser(FAMILY, cls=extended).parse_args(["--dropout", "0.25"])
     assert parsed.dropout == 0.25 and help_defaults(extended)["--dropout"] == "0.0"
     assert trainer_dests(extended)["DROPOUT"] == "dropout"
     assert float_ranges(extended)["DROPOUT"] == (0.0, 1.0, True)
@@ -103,12 +104,12 @@ def test_adding_a_setting_is_one_field():
 ])
 def test_a_setting_of_a_method_not_selected_is_a_one_line_error(argv, message):
     with pytest.raises(UserError) as error:
-        settings_from_args(parse_args(argv))
+        settings_from_args(parse_args(FAMILY, argv))
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_settings_of_the_selected_method_are_used_and_tracked():
-    settings = settings_from_args(parse_args(["--optimizer", "sgd", "--momentum", "0.8"]))
+    settings = settings_from_args(parse_args(FAMILY, ["--optimizer", "sgd", "--momentum", "0.8"]))
     assert settings.momentum == 0.8
     tracked = settings.tracked()
     assert tracked["momentum"] == 0.8 and "beta1" not in tracked and "target_sparsity" not in tracked

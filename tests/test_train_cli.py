@@ -6,7 +6,8 @@ import pytest
 
 from adamwprune.errors import UserError
 from adamwprune.train.cli import RUN_CONTROL, build_parser, main, parse_args
-from adamwprune.train.settings import DEFAULTS
+from adamwprune.train.gpt2 import FAMILY
+from adamwprune.train.settings import DEFAULTS, METAS
 from conftest import TRAINER_CONTRACT_DESTS
 
 
@@ -17,17 +18,18 @@ def no_config(tmp_path, monkeypatch):
 
 
 def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
-    options = {action.dest: action for action in build_parser()._actions if action.option_strings}
+    options = {action.dest: action for action in build_parser(FAMILY)._actions if action.option_strings}
     assert TRAINER_CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
     for dest, action in options.items():
         assert action.help and action.help.strip(), dest
-    assert set(DEFAULTS) | set(RUN_CONTROL) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir", "restart"}
-    assert set(DEFAULTS) | set(RUN_CONTROL) == set(options) - {"help"}
+    flags = {name for name in DEFAULTS if METAS[name].flag}  # all but the model family (the script's)
+    assert flags | set(RUN_CONTROL) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir", "restart"}
+    assert flags | set(RUN_CONTROL) == set(options) - {"help"}
 
 
 def test_help_shows_every_flag_with_its_default(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        parse_args(["--help"])
+        parse_args(FAMILY, ["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--tracker ", "--tracker-project", "--tracker-run-name", "--resume", "--data-dir",
@@ -37,13 +39,13 @@ def test_help_shows_every_flag_with_its_default(capsys):
 
 
 def test_builtin_defaults_without_a_configuration():
-    args = parse_args([])
+    args = parse_args(FAMILY, [])
     assert (args.model_name, args.dataset, args.optimizer, args.tracker) == ("gpt2", "finewebedu", "adamw", "none")
     assert args.tracker_project == "" and args.tracker_run_name == ""  # filled in at run time
 
 
 def test_the_spec_command_line_parses():
-    args = parse_args(["--dataset", "finewebedu", "--optimizer", "adamwspam", "--tracker", "trackio",
+    args = parse_args(FAMILY, ["--dataset", "finewebedu", "--optimizer", "adamwspam", "--tracker", "trackio",
                        "--tracker-project", "my-experiments", "--tracker-run-name", "experiment-1"])
     assert (args.dataset, args.optimizer, args.tracker, args.tracker_project, args.tracker_run_name) == (
         "finewebedu", "adamwspam", "trackio", "my-experiments", "experiment-1")
@@ -64,14 +66,14 @@ def test_the_spec_command_line_parses():
 ])
 def test_bad_input_is_a_user_error_before_any_work(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
-        main(argv + ["--output-dir", str(tmp_path / "runs")])
+        main(FAMILY, argv + ["--output-dir", str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     with pytest.raises(UserError, match=r"cannot resume: no ckpt_last.pt under .*runs/p"):
-        main(["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu", "--resume",
+        main(FAMILY, ["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu", "--resume",
               "--tracker-project", "p", "--output-dir", str(tmp_path / "runs")])
     with pytest.raises(UserError, match="cannot resume: .*nowhere does not exist"):
-        main(["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu",
+        main(FAMILY, ["--dataset", "pydocs", "--model-name", "gpt2-tiny", "--device", "cpu",
               "--resume", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "runs")])

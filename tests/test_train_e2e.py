@@ -148,14 +148,15 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     assert steps_of(trackio_rows("p-resume", "r1"), "train_loss") == [2, 4, 6, 8]
 
     from adamwprune.train.cli import main
+    from adamwprune.train.gpt2 import FAMILY
 
     monkeypatch.chdir(tmp)  # no .config here
     (run_dir / "notes.pt").write_text("not a checkpoint\n")
-    refusals = [("ckpt_best.pt", r"it lacks optimizer, best_val_loss, training_time .*its ckpt_last.pt"),
+    refusals = [("ckpt_best.pt", r"it lacks optimizer, best_val_loss, training_time, pruner .*its ckpt_last.pt"),
                 ("notes.pt", "cannot read checkpoint .*notes.pt: ")]
     for name, message in refusals:
         with pytest.raises(UserError, match=message):
-            main([*common, "--max-iters", "12", "--resume", str(run_dir / name)])
+            main(FAMILY, [*common, "--max-iters", "12", "--resume", str(run_dir / name)])
     assert journal(run_dir) == records
     fresh = train(tmp, *common, "--max-iters", "8")
     assert fresh.returncode == 2 and "continue it with --resume" in fresh.stderr

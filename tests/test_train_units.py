@@ -14,13 +14,14 @@ from adamwprune.data import get_dataset
 from adamwprune.errors import UserError
 from adamwprune.optim import build_optimizer, check_optimizer
 from adamwprune.pruning import NoPruning, build_pruner, check_pruning_method, measure_sparsity
-from adamwprune.tracking import ExperimentTracker
+from adamwprune.tracking import ExperimentTracker, NullTracker
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.distributed import DistContext
-from adamwprune.train.gpt2 import GPT2Adapter
+from adamwprune.train.checkpoint import ResumeState, check_can_continue, check_resume_state
+from adamwprune.train.gpt2 import GPT2Adapter, perplexity
 from adamwprune.train.hardware import peak_bf16_flops
-from adamwprune.train.loop import (ResumeState, Trainer, TrainSettings, check_can_continue,
-                                   check_resume_state, perplexity, train)
+from adamwprune.train.loop import Trainer, train
+from adamwprune.train.settings import TrainSettings
 from adamwprune.train.schedule import learning_rate
 
 SCHEDULE = dict(base_lr=1e-3, min_lr=1e-4, warmup_iters=10, max_iters=110)
@@ -60,7 +61,7 @@ def test_best_checkpoint_is_saved_only_when_val_loss_improves(tmp_path):
         return make
 
     sequence = [5.0, 4.0, 4.5, 4.0, 3.0, float("nan"), 3.5, 2.5]
-    improved = [best.update(v, state_for(v)) for v in sequence]
+    improved = [best.update({"val_loss": v}, state_for(v)) for v in sequence]
     assert improved == [True, True, False, False, True, False, False, True]
     assert saves == [5.0, 4.0, 3.0, 2.5]
     assert best.best_val_loss == 2.5
@@ -70,7 +71,7 @@ def test_best_checkpoint_is_saved_only_when_val_loss_improves(tmp_path):
 
 def test_disabled_best_checkpoint_tracks_the_best_but_writes_nothing(tmp_path):
     best = ckpt.BestCheckpoint(tmp_path / ckpt.BEST_NAME, enabled=False)
-    assert best.update(1.0, lambda: pytest.fail("must not build state"))
+    assert best.update({"val_loss": 1.0}, lambda: pytest.fail("must not build state"))
     assert best.best_val_loss == 1.0 and not any(tmp_path.iterdir())
 
 
@@ -109,41 +110,42 @@ def tiny_settings(**values):
 def last_state(adapter, iteration=4, training_time=1.0):
     """What ckpt_last.pt holds (the loop's _save_last), minus the tensors the checks never read."""
     settings = tiny_settings(model_name=adapter.model_name, block_size=adapter.block_size)
-    return {"format": 2, "model": {}, "optimizer": {}, "iteration": iteration, "best_val_loss": 2.0,
-            "training_time": training_time, "rng": {}, "model_description": adapter.describe(),
-            "run": {"project": "p", "run_name": "r"}, "settings": dataclasses.asdict(settings)}
+    return {"format": 3, "model": {}, "optimizer": {}, "pruner": {}, "iteration": iteration,
+            "best_val_loss": 2.0, "best_metrics": {"val_loss": 2.0}, "training_time": training_time,
+            "rng": {}, "model_description": adapter.describe(), "run": {"project": "p", "run_name": "r"},
+            "settings": dataclasses.asdict(settings)}
 
 
 def test_resume_checks_accept_a_matching_ckpt_last():
     adapter = tiny_adapter()
-    checked = check_resume_state(last_state(adapter), adapter, tiny_settings(max_iters=8))
+    checked = check_resume_state(last_state(adapter), adapter.describe(), tiny_settings(max_iters=8))
     assert isinstance(checked, ResumeState) and checked.state["iteration"] == 4
 
 
 def test_resume_from_ckpt_best_or_a_foreign_object_is_refused_with_a_hint(tmp_path):
     adapter = tiny_adapter()
-    best = {"format": 2, "model": {}, "iteration": 4, "val_loss": 2.0, "settings": {},
+    best = {"format": 3, "model": {}, "iteration": 4, "val_loss": 2.0, "best_metrics": {}, "settings": {},
             "model_description": adapter.describe(), "run": {}}  # the loop's _best_state
     with pytest.raises(UserError, match=r"cannot resume from .*ckpt_best.pt: it lacks optimizer, "
-                                        r"best_val_loss, training_time .*pass the run directory or its "
+                                        r"best_val_loss, training_time, pruner .*pass the run directory or its "
                                         r"ckpt_last.pt"):
-        check_resume_state(best, adapter, TrainSettings(), source=tmp_path / "ckpt_best.pt")
+        check_resume_state(best, adapter.describe(), TrainSettings(), source=tmp_path / "ckpt_best.pt")
     with pytest.raises(UserError, match="is not a training checkpoint"):
-        check_resume_state([1, 2], adapter, TrainSettings())
+        check_resume_state([1, 2], adapter.describe(), TrainSettings())
     with pytest.raises(UserError, match="checkpoint format 7 is not supported"):
-        check_resume_state({**last_state(adapter), "format": 7}, adapter, TrainSettings())
+        check_resume_state({**last_state(adapter), "format": 7}, adapter.describe(), TrainSettings())
 
 
 def test_resume_with_other_model_settings_or_a_spent_budget_is_refused():
     state = last_state(tiny_adapter(), iteration=8, training_time=30.0)
     with pytest.raises(UserError, match="--model-name is 'gpt2', the checkpoint has 'gpt2-tiny'.*"
                                         "--block-size is 64, the checkpoint has 16"):
-        check_resume_state(state, tiny_adapter("gpt2", 64), TrainSettings(max_iters=100, dataset="pydocs",
+        check_resume_state(state, tiny_adapter("gpt2", 64).describe(), TrainSettings(max_iters=100, dataset="pydocs",
                                                                             block_size=64))
     with pytest.raises(UserError, match="pass a larger --max-iters"):
-        check_resume_state(state, tiny_adapter(), tiny_settings(max_iters=8))
+        check_resume_state(state, tiny_adapter().describe(), tiny_settings(max_iters=8))
     with pytest.raises(UserError, match="pass a larger --max-time"):
-        check_resume_state(state, tiny_adapter(), tiny_settings(max_iters=100, max_time=30))
+        check_resume_state(state, tiny_adapter().describe(), tiny_settings(max_iters=100, max_time=30))
 
 
 def test_train_takes_only_a_checked_resume_state_and_fails_the_tracked_run(tracking_env):
@@ -169,11 +171,10 @@ def test_a_trainer_that_cannot_be_built_still_finishes_the_tracked_run_as_failed
 
 def test_a_hard_interrupt_right_after_a_step_saves_the_new_weights_with_the_new_count(tmp_path):
     settings = TrainSettings(batch_size=2, max_iters=10, eval_samples=1, warmup_iters=0)
-    trainer = Trainer(tiny_adapter(), settings, ctx=DistContext(device="cpu"), tracker=None,
+    trainer = Trainer(tiny_adapter(), settings, ctx=DistContext(device="cpu"), tracker=NullTracker(),
                       run_dir=tmp_path, run_info={})
     trainer.setup(None)
-    trainer._reset_interval(torch)
-    trainer._train_step()  # a second Ctrl-C landing as the step returns finds a consistent state
+    trainer.train_step()  # a second Ctrl-C landing as the step returns finds a consistent state
     trainer.save_after_hard_interrupt()
     saved = ckpt.load(tmp_path / ckpt.LAST_NAME)
     assert saved["iteration"] == 1
@@ -191,7 +192,9 @@ def _groups():
 @pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                        ("adamw", torch.optim.AdamW), ("AdamW", torch.optim.AdamW)])
 def test_build_optimizer_gives_the_named_optimizer_with_per_group_decay(name, cls):
-    opt = build_optimizer(name, _groups(), lr=0.01, betas=(0.8, 0.9), momentum=0.7, weight_decay=0.5)
+    settings = TrainSettings(learning_rate=0.01, min_lr=0.0, beta1=0.8, beta2=0.9, momentum=0.7,
+                             weight_decay=0.5)
+    opt = build_optimizer(name, _groups(), settings)
     assert type(opt) is cls
     assert opt.defaults["fused"] is True  # torch >= 2.4 has fused CPU kernels for all three
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
@@ -210,7 +213,7 @@ def test_research_optimizers_are_refused_until_they_exist(name):
 
 def test_unknown_optimizer_lists_the_choices():
     with pytest.raises(UserError, match="choose one of sgd, adam, adamw, adamwspam, adamwprune"):
-        build_optimizer("lion", _groups(), lr=0.1)
+        build_optimizer("lion", _groups(), TrainSettings())
 
 
 @pytest.mark.parametrize("method", ["magnitude", "movement", "state"])
@@ -222,9 +225,10 @@ def test_pruning_methods_are_refused_until_they_exist(method):
 def test_no_pruning_leaves_weights_untouched():
     weight = torch.randn(4, 4)
     before = weight.clone()
-    pruner = build_pruner("none", [("w", weight)], target_sparsity=0.5)
+    pruner = build_pruner("none", [("w", weight)], None, TrainSettings())
     assert isinstance(pruner, NoPruning)
-    pruner.step(1)
+    pruner.before_step()
+    pruner.after_step(1)
     assert torch.equal(weight, before)
 
 

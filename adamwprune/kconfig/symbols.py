@@ -42,12 +42,7 @@ def trainer_dests(cls: type = settings.TrainSettings) -> dict[str, str]:
 FLOAT_RANGES = float_ranges()
 TRAINER_DESTS = trainer_dests()
 
-DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
-    "gpt2": settings.GPT2_DATASETS,
-    "lenet5": ("mnist",),
-    "resnet18": ("cifar10", "cifar100"),
-    "resnet50": ("cifar100", "cifar10"),
-}
+DATASETS_BY_MODEL = settings.DATASETS_BY_MODEL
 DEVICES = ("auto", "cpu", "cuda")
 
 # string symbol -> allowed values (DATASET depends on the model, see allowed_values)

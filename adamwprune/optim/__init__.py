@@ -1,4 +1,10 @@
-"""Optimizer hook: build the optimizer a run asks for by name.
+"""Optimizers by name: a registry of builders.
+
+A builder takes the model's parameter groups (each may carry its own
+``weight_decay``, e.g. none for biases and norms) and the run's settings, and
+returns a torch optimizer whose counters and moments live in its own
+``state_dict()`` (that is all a checkpoint saves of it). Register your own with
+:func:`register_optimizer`; docs/extending.md has a complete example.
 
 The research optimizers (AdamWSPAM, AdamWPrune) arrive in a later issue; until
 then asking for them is a user error that says so at once, before any work.
@@ -6,49 +12,84 @@ then asking for them is a user error that says so at once, before any work.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from adamwprune.errors import UserError
 
-AVAILABLE = ("sgd", "adam", "adamw")
+if TYPE_CHECKING:
+    import torch
+
+    from adamwprune.train.settings import TrainSettings
+
+Builder = Callable[[list[dict[str, Any]], "TrainSettings"], "torch.optim.Optimizer"]
+
 PLANNED = ("adamwspam", "adamwprune")
-OPTIMIZERS = AVAILABLE + PLANNED
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_optimizer(name: str, builder: Builder) -> None:
+    """Make ``--optimizer name`` build its optimizer with ``builder(param_groups, settings)``."""
+    _BUILDERS[name.strip().lower()] = builder
+
+
+def available() -> tuple[str, ...]:
+    return tuple(_BUILDERS)
+
+
+def names() -> tuple[str, ...]:
+    """Every name ``--optimizer`` knows: the available ones, then those still to come."""
+    return available() + tuple(name for name in PLANNED if name not in _BUILDERS)
 
 
 def check_optimizer(name: str) -> str:
     """Validate an optimizer name early (before a model is built); returns it normalized."""
     key = (name or "").strip().lower()
+    if key in _BUILDERS:
+        return key
     if key in PLANNED:
-        raise UserError(f"optimizer {key!r} is not available yet; "
-                        f"use one of {', '.join(AVAILABLE)}")
-    if key not in AVAILABLE:
-        raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return key
+        raise UserError(f"optimizer {key!r} is not available yet; use one of {', '.join(available())}")
+    raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(names())}")
 
 
-def build_optimizer(name: str, param_groups: Iterable[dict[str, Any]] | Iterable[Any], lr: float,
-                    betas: tuple[float, float] = (0.9, 0.95), momentum: float = 0.9,
-                    weight_decay: float = 0.0):
-    """Return a torch optimizer for ``name`` (sgd, adam, adamw).
+def build_optimizer(name: str, param_groups: list[dict[str, Any]], settings: "TrainSettings"):
+    """The optimizer ``name`` over ``param_groups``, configured from ``settings``."""
+    return _BUILDERS[check_optimizer(name)](list(param_groups), settings)
 
-    ``param_groups`` may carry their own ``weight_decay`` (e.g. no decay for biases
-    and norms); ``weight_decay`` is the default for groups that don't.
-    The fused (single-kernel) implementation is used where torch has one for the
-    parameters' device: on CPU it makes the AdamW step about 3x faster than torch's default.
+
+def fused_or_plain(cls: type, groups: list[dict[str, Any]], **options: Any):
+    """``cls(groups, fused=True, ...)`` where torch has a fused kernel for these parameters' device.
+
+    On CPU the fused AdamW step is about 3x faster than torch's default.
     """
-    import torch
-
-    key = check_optimizer(name)
-    groups = list(param_groups)
-    if key == "sgd":
-        cls, options = torch.optim.SGD, {"momentum": momentum}
-    elif key == "adam":
-        cls, options = torch.optim.Adam, {"betas": betas}
-    else:
-        cls, options = torch.optim.AdamW, {"betas": betas}
     try:
-        return cls(groups, lr=lr, weight_decay=weight_decay, fused=True, **options)
+        return cls(groups, fused=True, **options)
     except RuntimeError as err:  # this torch has no fused kernel for these params' device/dtype
         if "fused" not in str(err):
             raise
-        return cls(groups, lr=lr, weight_decay=weight_decay, **options)
+        return cls(groups, **options)
+
+
+def _sgd(groups: list[dict[str, Any]], s: "TrainSettings"):
+    import torch
+
+    return fused_or_plain(torch.optim.SGD, groups, lr=s.learning_rate, weight_decay=s.weight_decay,
+                          momentum=s.momentum)
+
+
+def _adam(groups: list[dict[str, Any]], s: "TrainSettings"):
+    import torch
+
+    return fused_or_plain(torch.optim.Adam, groups, lr=s.learning_rate, weight_decay=s.weight_decay,
+                          betas=(s.beta1, s.beta2))
+
+
+def _adamw(groups: list[dict[str, Any]], s: "TrainSettings"):
+    import torch
+
+    return fused_or_plain(torch.optim.AdamW, groups, lr=s.learning_rate, weight_decay=s.weight_decay,
+                          betas=(s.beta1, s.beta2))
+
+
+register_optimizer("sgd", _sgd)
+register_optimizer("adam", _adam)
+register_optimizer("adamw", _adamw)

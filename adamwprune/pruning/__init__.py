@@ -1,55 +1,85 @@
-"""Pruning hook: the training loop calls ``pruner.step(iteration)`` after each optimizer step.
+"""Pruning methods by name: a registry of factories and the protocol the loop calls.
 
-Only ``none`` exists today; magnitude, movement and state pruning arrive in a
-later issue and are refused with a clear message until then.
+A factory receives the model's prunable weights ``[(name, parameter)]``, the
+optimizer (so a method can read or reset its moments) and the run's settings,
+and returns a :class:`Pruner`. The loop's step, in one place::
+
+    backward -> pruner.before_step() -> clip -> optimizer.step() -> pruner.after_step(step) -> zero_grad
+
+:class:`MaskedPruner` does the bookkeeping of a mask-based method (masks applied in
+place on the weights, pruned gradients and Adam moments kept at zero, masks saved
+through ``state_dict``); a method only says how it scores weights and how sparse
+it should be at each step. docs/extending.md has a complete example.
+
+Magnitude, movement and state pruning arrive in a later issue; until then asking
+for them is a user error that says so at once.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from adamwprune.errors import UserError
 
-AVAILABLE = ("none",)
+if TYPE_CHECKING:
+    import torch
+
+    from adamwprune.train.settings import TrainSettings
+
+Prunable = Sequence[tuple[str, "torch.nn.Parameter"]]
+Factory = Callable[[Prunable, "torch.optim.Optimizer", "TrainSettings"], "Pruner"]
+
 PLANNED = ("magnitude", "movement", "state")
-METHODS = AVAILABLE + PLANNED
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+_FACTORIES: dict[str, Factory] = {}
 
 
 class Pruner(Protocol):
     """What the loop needs from a pruning method."""
 
-    def step(self, iteration: int) -> None:
-        """Called after optimizer step ``iteration`` (1-based count of completed steps)."""
+    def before_step(self) -> None:
+        """Gradients are live (after backward, before clipping): e.g. zero pruned gradients, score."""
+
+    def after_step(self, step: int) -> None:
+        """After optimizer step ``step`` (1-based count of completed steps): re-apply, update masks."""
+
+    def sparsity(self):
+        """Fraction of prunable weights that are exactly zero, measured, as a 0-dim tensor."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class NoPruning:
-    """The ``none`` method: weights are never touched."""
+def register_pruning_method(name: str, factory: Factory) -> None:
+    """Make ``--pruning-method name`` build its pruner with ``factory(prunable, optimizer, settings)``."""
+    _FACTORIES[name.strip().lower()] = factory
 
-    def step(self, iteration: int) -> None:
-        return None
+
+def available() -> tuple[str, ...]:
+    return tuple(_FACTORIES)
+
+
+def names() -> tuple[str, ...]:
+    """Every name ``--pruning-method`` knows: the available ones, then those still to come."""
+    return available() + tuple(name for name in PLANNED if name not in _FACTORIES)
 
 
 def check_pruning_method(method: str) -> str:
     """Validate a pruning method name early; returns it normalized."""
     key = (method or "none").strip().lower()
+    if key in _FACTORIES:
+        return key
     if key in PLANNED:
-        raise UserError(f"pruning method {key!r} is not available yet; use 'none'")
-    if key not in AVAILABLE:
-        raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
-    return key
+        raise UserError(f"pruning method {key!r} is not available yet; use one of {', '.join(available())}")
+    raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(names())}")
 
 
-def build_pruner(method: str, prunable: Sequence[tuple[str, object]], *, target_sparsity: float = 0.0,
-                 warmup_iters: int = 0, ramp_iters: int = 0, max_iters: int = 0) -> Pruner:
-    """Return the pruner for ``method`` over ``prunable`` ``[(name, weight)]``.
-
-    Sparsity is 0 for ``warmup_iters`` steps, then ramps to ``target_sparsity`` over
-    ``ramp_iters`` steps (0: until ``max_iters``)."""
-    check_pruning_method(method)
-    return NoPruning()
+def build_pruner(method: str, prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> Pruner:
+    return _FACTORIES[check_pruning_method(method)](list(prunable), optimizer, settings)
 
 
-def measure_sparsity(prunable: Sequence[tuple[str, object]]):
+def measure_sparsity(prunable: Prunable):
     """Fraction of exact zeros over the prunable weights, as a 0-dim tensor (no host sync)."""
     import torch
 
@@ -60,3 +90,98 @@ def measure_sparsity(prunable: Sequence[tuple[str, object]]):
         zeros = sum((w == 0).sum() for w in weights)
         total = sum(w.numel() for w in weights)
         return zeros.float() / total
+
+
+class NoPruning:
+    """The ``none`` method: weights are never touched; sparsity is still measured."""
+
+    def __init__(self, prunable: Prunable, optimizer: Any = None, settings: Any = None):
+        self.prunable = list(prunable)
+
+    def before_step(self) -> None:
+        return None
+
+    def after_step(self, step: int) -> None:
+        return None
+
+    def sparsity(self):
+        return measure_sparsity(self.prunable)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class MaskedPruner:
+    """A method that keeps a 0/1 mask per weight; subclasses say how to score and how sparse to be.
+
+    Masks are applied in place on the parameters (no forward hooks, no
+    ``torch.nn.utils.prune``), so checkpoint keys, DDP and ``torch.compile`` see plain
+    weights. ``before_step`` zeroes pruned gradients (the clip norm never counts them);
+    ``after_step`` re-zeroes pruned weights and their Adam moments, and every
+    ``interval`` steps asks :meth:`target_sparsity` and prunes the lowest
+    :meth:`scores` to reach it (globally, over all prunable weights).
+    """
+
+    interval = 1
+
+    def __init__(self, prunable: Prunable, optimizer: Any, settings: Any = None):
+        import torch
+
+        self.prunable = list(prunable)
+        self.optimizer = optimizer
+        self.masks = [torch.ones_like(w, dtype=torch.bool) for _, w in self.prunable]
+
+    def target_sparsity(self, step: int) -> float:
+        """The fraction of prunable weights that should be zero after step ``step``."""
+        raise NotImplementedError
+
+    def scores(self) -> list:
+        """One tensor per weight: the lowest scores are pruned first."""
+        raise NotImplementedError
+
+    def before_step(self) -> None:
+        for (_, weight), mask in zip(self.prunable, self.masks):
+            if weight.grad is not None:
+                weight.grad.mul_(mask)
+
+    def after_step(self, step: int) -> None:
+        import torch
+
+        with torch.no_grad():
+            if step % self.interval == 0:
+                self._update_masks(self.target_sparsity(step))
+            for (_, weight), mask in zip(self.prunable, self.masks):
+                weight.mul_(mask)
+                state = self.optimizer.state.get(weight, {})
+                for key in ADAM_MOMENTS:
+                    if key in state:
+                        state[key].mul_(mask)
+
+    def _update_masks(self, sparsity: float) -> None:
+        import torch
+
+        total = sum(mask.numel() for mask in self.masks)
+        keep_out = int(sparsity * total)
+        if keep_out <= 0:
+            return
+        scores = self.scores()
+        flat = torch.cat([score.flatten().float() for score in scores])
+        threshold = torch.kthvalue(flat.cpu(), keep_out).values.to(flat.device)
+        for mask, score in zip(self.masks, scores):
+            mask &= score > threshold  # ties at the threshold go too: at least the target
+
+    def sparsity(self):
+        return measure_sparsity(self.prunable)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": [mask.clone() for mask in self.masks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for mask, saved in zip(self.masks, state["masks"]):
+            mask.copy_(saved)
+
+
+register_pruning_method("none", NoPruning)

@@ -5,10 +5,20 @@ a delivery process started per run follows it and feeds the backends.
 """
 
 from adamwprune.tracking.naming import default_run_name, project_name
+from adamwprune.tracking.protocol import NullTracker, Tracker, is_rank_zero
 from adamwprune.tracking.selection import format_trackers, parse_trackers
 
-__all__ = ["ExperimentTracker", "default_run_name", "format_trackers", "parse_trackers",
-           "project_name"]
+__all__ = ["ExperimentTracker", "NullTracker", "Tracker", "default_run_name", "format_trackers",
+           "open_tracker", "parse_trackers", "project_name"]
+
+
+def open_tracker(trackers, **options) -> Tracker:
+    """The rank-0 decision, made once: an ExperimentTracker on global rank 0, a NullTracker elsewhere."""
+    if not is_rank_zero():
+        return NullTracker()
+    from adamwprune.tracking.tracker import ExperimentTracker
+
+    return ExperimentTracker(trackers, **options)
 
 
 def __getattr__(name: str):

@@ -1,8 +1,10 @@
-"""Command line of ``gpt2/train.py``: flags over config over defaults, checked, then the loop.
+"""The shared command line of every ``<model>/train.py``: flags over config over defaults, then the loop.
 
-Every flag comes from a field of :class:`adamwprune.train.settings.TrainSettings`.
-Defaults come from the generated configuration (``make defconfig`` / ``.config``)
-when there is one, else from the settings; any flag given on the command line wins.
+Every flag comes from a field of :class:`adamwprune.train.settings.TrainSettings`
+that applies to the family's model. Defaults come from the generated configuration
+(``make defconfig`` / ``.config``) when there is one, else from the settings; any
+flag given on the command line wins. Everything that can be checked from the flags
+and the data is checked before a run directory or a tracked run exists.
 """
 
 from __future__ import annotations
@@ -11,36 +13,47 @@ import argparse
 import dataclasses
 import sys
 import typing
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
-from adamwprune.errors import UserError
+from adamwprune.errors import UserError, run_main
 from adamwprune.train import settings as S
+from adamwprune.train.family import ModelFamily
 
-PROG = "gpt2/train.py"
-MODEL_FAMILY = "gpt2"
 RUN_CONTROL = ("resume", "restart")  # flags that steer this invocation, not settings of the run
 
 
-def build_parser(shown_defaults: dict[str, Any] | None = None,
+def run_family(family: ModelFamily, argv: Sequence[str] | None) -> int:
+    """What ``<model>/train.py`` does: :func:`main`, with a one-line message for a user error."""
+    return run_main(partial(main, family), argv, prog=family.prog)
+
+
+def family_settings(family: ModelFamily, cls: type = S.TrainSettings) -> dict[str, S.Meta]:
+    """The settings that have a flag for this family (its own and the shared ones)."""
+    return {name: info for name, info in S.metas(cls).items() if info.flag
+            and (info.applies_to is None or info.applies_to[0] != "model" or family.name in info.applies_with())}
+
+
+def build_parser(family: ModelFamily, shown_defaults: dict[str, Any] | None = None,
                  cls: type = S.TrainSettings) -> argparse.ArgumentParser:
-    """The trainer's parser, one flag per field of ``cls``; ``shown_defaults`` only feed --help.
+    """The family's parser, one flag per setting of ``cls``; ``shown_defaults`` only feed --help.
 
     Flags left out are absent from the parsed namespace, so that the caller knows
     which settings were given on the command line.
     """
-    shown = {**{f.name: f.default for f in dataclasses.fields(cls)}, **(shown_defaults or {})}
+    shown = {**{f.name: f.default for f in dataclasses.fields(cls)}, **S.MODEL_DEFAULTS.get(family.name, {}),
+             **(shown_defaults or {})}
     parser = argparse.ArgumentParser(
-        prog=PROG, argument_default=argparse.SUPPRESS,
-        description="Train GPT-2 with the shared AdamWPrune loop, tracked in Trackio and/or W&B. "
-                    "Defaults shown come from the generated configuration (make defconfig) when "
-                    "there is one, else built-in; flags always win.")
+        prog=family.prog, argument_default=argparse.SUPPRESS,
+        description=f"{family.description} Defaults shown come from the generated configuration "
+                    "(make defconfig) when there is one, else built-in; flags always win.")
     groups = {name: parser.add_argument_group(name) for name in S.GROUPS}
     hints = typing.get_type_hints(cls)
-    for name, info in S.metas(cls).items():
+    for name, info in family_settings(family, cls).items():
         kind = hints[name]
         # choices are checked by the settings, for a one-line error like every other value
-        choices = f"; one of: {', '.join(info.choices)}" if info.choices else ""
+        choices = f"; one of: {', '.join(info.allowed())}" if info.choices else ""
         options: dict[str, Any] = {"help": f"{info.help}{choices} (default: {_shown(shown[name])})"}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
@@ -69,13 +82,14 @@ def config_defaults() -> dict[str, Any]:
     return dict(kconfig.trainer_defaults(cfg)) if cfg else {}
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(family: ModelFamily, argv: Sequence[str] | None) -> argparse.Namespace:
     """Every setting (flag over config over default), plus ``given``: the settings on the command line."""
     configured = config_defaults()
-    parsed = vars(build_parser(configured).parse_args(argv))
+    parsed = vars(build_parser(family, configured).parse_args(argv))
     given = {name: value for name, value in parsed.items() if name not in RUN_CONTROL}
-    return argparse.Namespace(**{**S.DEFAULTS, **configured, **given}, resume=parsed.get("resume"),
-                              restart=parsed.get("restart", False), given=set(given))
+    return argparse.Namespace(**{**S.defaults_for(family.name), **configured, **given, "model": family.name},
+                              resume=parsed.get("resume"), restart=parsed.get("restart", False),
+                              given=set(given))
 
 
 def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
@@ -94,39 +108,29 @@ def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
     return S.TrainSettings(**values)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
+    args = parse_args(family, argv)
     settings = settings_from_args(args)
-
-    # Everything that can fail on bad input fails here, before a process group or a tracked run exists.
-    from adamwprune.data import get_dataset
-    from adamwprune.train.gpt2 import GPT2Adapter
-
-    adapter = GPT2Adapter(get_dataset(settings.dataset, data_dir=settings.data_dir),
-                          model_name=settings.model_name, block_size=settings.block_size)
-    adapter.check()
+    adapter = family.make_adapter(settings)  # opens and checks the data: before anything is created
 
     from adamwprune.provenance import run_metadata
+    from adamwprune.tracking import open_tracker
     from adamwprune.train.distributed import init_distributed, shutdown
     from adamwprune.train.loop import StopReason, train
 
     ctx = init_distributed(settings.device)
     try:
         # A checkpoint that cannot continue this run is refused here, before the tracked run is reopened.
-        settings, run_dir, resume_state = _resolve_run(args, settings, ctx, adapter)
-        run_info = {"model": MODEL_FAMILY, "project": settings.tracker_project,
+        settings, run_dir, resume_state = _resolve_run(args, settings, ctx, adapter.describe())
+        metadata = run_metadata(argv=[sys.argv[0], *(sys.argv[1:] if argv is None else argv)],
+                                world_size=ctx.world_size, device=ctx.device, seed=settings.seed)
+        tracker = open_tracker(
+            settings.tracker, project=settings.tracker_project, run_name=settings.tracker_run_name,
+            run_dir=run_dir, config={**settings.tracked(), "device": ctx.device, **metadata},
+            wandb_entity=settings.wandb_entity or None, wandb_offline=settings.wandb_offline,
+            resume=resume_state is not None)
+        run_info = {"model": family.name, "project": settings.tracker_project,
                     "run_name": settings.tracker_run_name}
-        tracker = None
-        if ctx.is_main:
-            from adamwprune.tracking import ExperimentTracker
-
-            config = {**settings.tracked(), "model": MODEL_FAMILY, "device": ctx.device,
-                      **run_metadata(argv=[sys.argv[0], *(sys.argv[1:] if argv is None else argv)],
-                                     world_size=ctx.world_size, device=ctx.device, seed=settings.seed)}
-            tracker = ExperimentTracker(
-                settings.tracker, project=settings.tracker_project, run_name=settings.tracker_run_name,
-                run_dir=run_dir, config=config, wandb_entity=settings.wandb_entity or None,
-                wandb_offline=settings.wandb_offline, resume=resume_state is not None)
         result = train(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
                        resume_state=resume_state)
     finally:
@@ -136,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130 if result.stop_reason == StopReason.INTERRUPTED else 0
 
 
-def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, adapter):
+def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, model_description: dict):
     """Fill in project and run name, find and check the checkpoint to resume; same answer on every rank.
 
     Returns the completed settings, the run directory and a checked ResumeState (None for a new run).
@@ -144,9 +148,8 @@ def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, adapt
     from adamwprune.tracking.naming import default_run_name, project_name, run_dir_for
     from adamwprune.train import checkpoint as ckpt
     from adamwprune.train.distributed import broadcast_object
-    from adamwprune.train.loop import check_resume_state
 
-    project = settings.tracker_project or project_name(MODEL_FAMILY)
+    project = settings.tracker_project or project_name(settings.model)
     run_name = settings.tracker_run_name
     if args.resume:
         resume_path = _find_checkpoint(args.resume, settings.output_dir, project, run_name)
@@ -155,9 +158,10 @@ def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, adapt
         # the project and run name are the checkpoint's; everything else is compared with it
         settings = dataclasses.replace(settings, tracker_project=run.get("project") or project,
                                        tracker_run_name=run.get("run_name") or run_name)
-        return settings, resume_path.parent, check_resume_state(saved, adapter, settings, source=resume_path)
+        state = ckpt.check_resume_state(saved, model_description, settings, source=resume_path)
+        return settings, resume_path.parent, state
     if not run_name:
-        run_name = broadcast_object(ctx, default_run_name(MODEL_FAMILY, settings.optimizer))
+        run_name = broadcast_object(ctx, default_run_name(settings.model, settings.optimizer))
     settings = dataclasses.replace(settings, tracker_project=project, tracker_run_name=run_name)
     run_dir = run_dir_for(settings.output_dir, project, run_name)
     if (run_dir / ckpt.LAST_NAME).exists():
@@ -204,16 +208,10 @@ def _find_checkpoint(resume: str, output_dir: str, project: str, run_name: str) 
 
 
 def _print_summary(result, settings: S.TrainSettings, run_dir: Path) -> None:
-    import math
-
-    from adamwprune.train.loop import perplexity
-
-    best = result.best_val_loss
-    best_text = (f"best val_loss {best:.4f} (perplexity {perplexity(best):.2f})" if math.isfinite(best)
-                 else "no validation loss")
-    print(f"done: {result.iteration} iterations in {result.total_training_time:.0f}s, {best_text}; "
-          f"run dir {run_dir}", flush=True)
-    if "trackio" in settings.tracker or settings.tracker == "both":
+    best = ", ".join(f"{name} {value:.4g}" for name, value in result.best_metrics.items())
+    print(f"done: {result.iteration} iterations in {result.total_training_time:.0f}s, "
+          f"best eval: {best or 'none'}; run dir {run_dir}", flush=True)
+    if settings.tracker in ("trackio", "both"):
         from adamwprune.tracking.backends import trackio_show_command
 
         print(f"view it: {trackio_show_command(settings.tracker_project)}", flush=True)

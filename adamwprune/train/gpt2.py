@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from adamwprune.train.loop import perplexity
+from adamwprune.train.family import ModelFamily
+
+PERPLEXITY_CAP = 20.0
+
+
+def perplexity(val_loss: float) -> float:
+    """exp(min(val_loss, 20)): the spec's perplexity, capped so huge losses don't overflow."""
+    return math.exp(min(val_loss, PERPLEXITY_CAP))
 
 
 class GPT2Adapter:
@@ -12,6 +20,7 @@ class GPT2Adapter:
 
     throughput_metric = "tokens_per_sec"
     throughput_unit = "tok"
+    selection = ("val_loss", "min")
 
     def __init__(self, dataset: Any, model_name: str = "gpt2", block_size: int = 1024,
                  dropout: float = 0.0):
@@ -41,8 +50,13 @@ class GPT2Adapter:
         _, loss = model(x, y)
         return loss
 
-    def eval_metrics(self, val_loss: float) -> dict[str, float]:
-        return {"val_perplexity": perplexity(val_loss)}
+    def eval_batch(self, model: Any, batch: Any) -> dict[str, Any]:
+        _, targets = batch
+        return {"loss_sum": self.loss(model, batch) * targets.numel(), "tokens": targets.numel()}
+
+    def summarize(self, totals: dict[str, float]) -> dict[str, float]:
+        val_loss = totals["loss_sum"] / totals["tokens"]
+        return {"val_loss": val_loss, "val_perplexity": perplexity(val_loss)}
 
     def flops_per_item(self, model: Any) -> float:
         return float(model.flops_per_token())
@@ -56,3 +70,16 @@ class GPT2Adapter:
     def describe(self) -> dict[str, Any]:
         return {"model": "gpt2", "model_name": self.model_name, "block_size": self.block_size,
                 "dataset": self.dataset.name, "vocab_size": self.dataset.vocab_size}
+
+
+def make_adapter(settings) -> GPT2Adapter:
+    from adamwprune.data import get_dataset
+
+    adapter = GPT2Adapter(get_dataset(settings.dataset, data_dir=settings.data_dir),
+                          model_name=settings.model_name, block_size=settings.block_size)
+    adapter.check()
+    return adapter
+
+
+FAMILY = ModelFamily("gpt2", "Train GPT-2 with the shared AdamWPrune loop, tracked in Trackio and/or W&B.",
+                     make_adapter)

@@ -1,10 +1,15 @@
-"""The one training loop every model shares (GPT-2 now; LeNet-5 and ResNet next).
+"""The one training loop every model shares.
 
-Model-specific parts live behind a small ``ModelAdapter``: how to build the
-model, fetch a batch, compute the loss, and count what throughput is measured
-in (tokens for GPT-2). Everything else is here: train step with gradient
-accumulation, LR schedule, log and eval points, best/last checkpoints, resume,
-DDP, the optimizer and pruning hooks, and the tracked metrics.
+A model meets the loop through a :class:`ModelAdapter` (batches, loss, eval
+statistics -> named metrics, the metric that picks the best checkpoint); the
+optimizer comes from the ``adamwprune.optim`` registry and the pruner from
+``adamwprune.pruning``. One optimizer step, in one place (:meth:`Trainer.train_step`)::
+
+    backward (x gradient_accumulation) -> pruner.before_step() -> clip -> optimizer.step()
+        -> pruner.after_step(step) -> zero_grad
+
+After each step the loop decides (stop or not, and why; under DDP rank 0 decides
+for all) and then acts (log, evaluate, checkpoint).
 
 Iteration numbering: ``iteration`` counts completed optimizer steps. Metrics
 logged at step ``k`` describe the model after ``k`` steps (step 0 = before
@@ -15,97 +20,47 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
 
 from adamwprune.errors import UserError
+from adamwprune.optim import build_optimizer
+from adamwprune.pruning import build_pruner
+from adamwprune.tracking.protocol import NullTracker, Tracker
 from adamwprune.train import checkpoint as ckpt
+from adamwprune.train.console import InterruptFlag, clock, si
 from adamwprune.train.distributed import DistContext, all_reduce_mean, barrier, broadcast_int, gather_objects
 from adamwprune.train.schedule import learning_rate
-from adamwprune.train.settings import FIELDS, TrainSettings, resume_differences
-
-CHECKPOINT_FORMAT = 2  # 2: every setting of the run is saved and compared on resume
-PERPLEXITY_CAP = 20.0
-# what a resume needs from ckpt_last.pt (ckpt_best.pt has only the model weights)
-RESUME_KEYS = ("model", "optimizer", "iteration", "best_val_loss", "training_time", "settings")
-
+from adamwprune.train.settings import TrainSettings
 
 class ModelAdapter(Protocol):
     """The model-specific part of a run."""
 
     throughput_metric: str          # e.g. "tokens_per_sec"
     throughput_unit: str            # e.g. "tok" (progress line)
+    selection: tuple[str, str]      # the metric that picks ckpt_best.pt and "min" or "max"
 
     def check(self) -> None:
         """Raise a UserError for settings the data or model cannot take (before a run is opened)."""
-        ...
-    def build_model(self) -> Any: ...
+    def build_model(self) -> torch.nn.Module: ...
     def items_per_batch(self, batch_size: int) -> int: ...
-    def get_batch(self, split: str, batch_size: int, generator: Any, device: str) -> Any: ...
-    def loss(self, model: Any, batch: Any) -> Any: ...
-    def eval_metrics(self, val_loss: float) -> dict[str, float]: ...
-    def flops_per_item(self, model: Any) -> float | None: ...
-    def optimizer_groups(self, model: Any, weight_decay: float) -> list[dict[str, Any]]: ...
-    def prunable_parameters(self, model: Any) -> Sequence[tuple[str, Any]]: ...
+    def get_batch(self, split: str, batch_size: int, generator: torch.Generator, device: str) -> Any: ...
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
+    def eval_batch(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Summable statistics of one held-out batch (loss sum, token count, correct count ...)."""
+    def summarize(self, totals: dict[str, float]) -> dict[str, float]:
+        """Named metrics (``val_loss`` first, then e.g. ``val_perplexity``) from the summed statistics."""
+    def flops_per_item(self, model: torch.nn.Module) -> float | None: ...
+    def optimizer_groups(self, model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]: ...
+    def prunable_parameters(self, model: torch.nn.Module) -> Sequence[tuple[str, torch.nn.Parameter]]: ...
     def describe(self) -> dict[str, Any]:
         """What the checkpoint must match on resume (model name, sizes, dataset)."""
-        ...
-
-
-def perplexity(val_loss: float) -> float:
-    """exp(min(val_loss, 20)): the spec's perplexity, capped so huge losses don't overflow."""
-    return math.exp(min(val_loss, PERPLEXITY_CAP))
-
-
-def check_can_continue(iteration: int, training_time: float, settings: TrainSettings) -> None:
-    """Refuse to resume a run that has already reached its iteration or time limit."""
-    if iteration >= settings.max_iters:
-        raise UserError(f"nothing to do: the run already reached iteration {iteration} "
-                        f"(max-iters {settings.max_iters}); pass a larger --max-iters to continue")
-    if settings.max_time and training_time >= settings.max_time:
-        raise UserError(f"nothing to do: the run already used its time budget "
-                        f"({training_time:.0f}s of max-time {settings.max_time:g}s); "
-                        "pass a larger --max-time (or 0) to continue")
-
-
-@dataclass(frozen=True)
-class ResumeState:
-    """A ``ckpt_last.pt`` state checked against this run; :func:`check_resume_state` makes one."""
-
-    state: dict[str, Any]
-
-
-def check_resume_state(state: Any, adapter: ModelAdapter, settings: TrainSettings,
-                       source: Path | str = "the checkpoint") -> ResumeState:
-    """Check that ``state`` (from ``source``) can continue this run: the one place resume is checked.
-
-    Call it before a tracked run is opened: a refusal must leave the run's journal untouched.
-    """
-    if not isinstance(state, dict):
-        raise UserError(f"cannot resume from {source}: it is not a training checkpoint")
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"cannot resume from {source}: checkpoint format {state.get('format')!r} is not "
-                        f"supported (expected {CHECKPOINT_FORMAT}); start a new run")
-    missing = [key for key in RESUME_KEYS if key not in state]
-    if missing:
-        raise UserError(f"cannot resume from {source}: it lacks {', '.join(missing)} "
-                        f"(is it {ckpt.BEST_NAME}?); pass the run directory or its {ckpt.LAST_NAME}")
-    differences = resume_differences(state["settings"], settings)
-    saved = state.get("model_description", {})
-    differences += [f"the model's {key} is {value!r}, the checkpoint has {saved.get(key)!r}"
-                    for key, value in adapter.describe().items()
-                    if saved.get(key) != value and key not in FIELDS]
-    if differences:
-        raise UserError(f"cannot resume {source}: " + "; ".join(differences)
-                        + "; resume with the original settings, or start a new run")
-    check_can_continue(int(state["iteration"]), float(state["training_time"]), settings)
-    return ResumeState(state)
 
 
 class StopReason(IntEnum):
@@ -120,33 +75,34 @@ class StopReason(IntEnum):
 class TrainResult:
     iteration: int
     best_val_loss: float
+    best_metrics: dict[str, float]
     total_training_time: float
     stop_reason: StopReason
     run_dir: Path | None = None
-    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
 
 class DivergedError(UserError):
     """The loss became NaN/inf: a user-fixable problem (learning rate too high)."""
 
 
-def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, tracker: Any | None,
-          run_dir: Path, run_info: dict[str, Any], resume_state: ResumeState | None = None,
-          progress: Callable[[str], None] | None = None, keep_history: bool = False) -> TrainResult:
+def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, tracker: Tracker | None,
+          run_dir: Path, run_info: dict[str, Any], resume_state: ckpt.ResumeState | None = None,
+          progress: Callable[[str], None] | None = None) -> TrainResult:
     """Run the loop and close ``tracker`` with the matching status.
 
-    ``tracker`` is an ExperimentTracker on rank 0 and None elsewhere. ``resume_state``
-    comes from :func:`check_resume_state`, called before the tracker was opened.
-    Status: "finished" (max iters/time), "interrupted" (Ctrl-C; ckpt_last is
-    saved), "failed" (any exception, re-raised; NaN loss is a UserError).
+    ``tracker``: an ExperimentTracker on rank 0, a NullTracker (or None) elsewhere.
+    ``resume_state`` comes from :func:`checkpoint.check_resume_state`, called before the
+    tracker was opened. Status: "finished" (max iters/time), "interrupted" (Ctrl-C;
+    ckpt_last is saved), "failed" (any exception, re-raised; NaN loss is a UserError).
     """
+    tracker = tracker if tracker is not None else NullTracker()
     trainer: Trainer | None = None
     status = "failed"
     try:
-        if resume_state is not None and not isinstance(resume_state, ResumeState):
+        if resume_state is not None and not isinstance(resume_state, ckpt.ResumeState):
             raise TypeError("resume_state must come from check_resume_state(), not a raw checkpoint")
         trainer = Trainer(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
-                          progress=progress, keep_history=keep_history)
+                          progress=progress)
         trainer.setup(resume_state)
         result = trainer.run()
         status = "interrupted" if result.stop_reason == StopReason.INTERRUPTED else "finished"
@@ -159,104 +115,109 @@ def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, t
     finally:
         if trainer is not None:
             trainer.close()
-        if tracker is not None:
-            tracker.finish(status=status)
+        tracker.finish(status=status)
+
+
+class IntervalMeter:
+    """Loss and throughput between two log points: the loss stays on the device until read."""
+
+    def __init__(self, device: str):
+        self.loss = torch.zeros((), device=device)
+        self.iters = 0           # steps whose loss is in ``loss``
+        self.timed_iters = 0     # steps since the clock started (an eval restarts it)
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss.detach()
+
+    def step(self) -> None:
+        self.iters += 1
+        self.timed_iters += 1
+
+    def restartclock(self) -> None:
+        """Throughput is timed from here: eval time is excluded by restarting after each eval."""
+        self.started = time.perf_counter()
+        self.timed_iters = 0
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.iters = 0
+        self.restartclock()
 
 
 class Trainer:
     """State of one run of the loop; use :func:`train` rather than this class directly."""
 
     def __init__(self, adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext,
-                 tracker: Any | None, run_dir: Path, run_info: dict[str, Any],
-                 progress: Callable[[str], None] | None = None, keep_history: bool = False):
-        self.adapter = adapter
-        self.s = settings
-        self.ctx = ctx
-        self.tracker = tracker if ctx.is_main else None
+                 tracker: Tracker, run_dir: Path, run_info: dict[str, Any],
+                 progress: Callable[[str], None] | None = None):
+        self.adapter, self.s, self.ctx, self.tracker = adapter, settings, ctx, tracker
         self.run_dir = Path(run_dir)
         self.run_info = dict(run_info)
-        if not ctx.is_main:
-            self.progress: Callable[[str], None] = lambda line: None
-        else:
-            self.progress = progress or (lambda line: print(line, flush=True))
-        self.history: list[tuple[int, dict[str, float]]] | None = [] if keep_history else None
+        quiet: Callable[[str], None] = lambda line: None  # noqa: E731 -- ranks but 0 print nothing
+        self.progress = (progress or (lambda line: print(line, flush=True))) if ctx.is_main else quiet
+        metric, mode = adapter.selection
+        self.best = ckpt.BestCheckpoint(self.run_dir / ckpt.BEST_NAME, metric, mode,
+                                        enabled=settings.save_checkpoint and ctx.is_main)
         self.iteration = 0
         self.consistent = False          # False until set up, and while an update is half applied
-        self.gpu_monitor = None
         self.logged_through = -1         # steps up to here are already in the journal (resume)
-        self._interrupt = _InterruptFlag()
-        self.model: Any = None           # built by setup()
-        self.optimizer: Any = None
         self.elapsed_before = 0.0        # training time of earlier sessions (resume)
         self.session_start: float | None = None  # set when run() starts the clock
         self.current_lr = settings.learning_rate  # the LR of the step just taken
         self.sec_per_iter = 0.0          # last measured; for the ETA
+        self.meter = IntervalMeter(ctx.device)
+        self.gpu_monitor = None
+        self._interrupt = InterruptFlag()
+        # built by setup():
+        self.model: torch.nn.Module | None = None
+        self.train_model = self.eval_model = self.optimizer = self.pruner = None
+        self.train_generator = self.eval_generator = None
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        self.items_per_iter = 0
+        self.flops_per_iter_per_peak: float | None = None
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, resume_state: ResumeState | None) -> None:
-        import torch
-
+    def setup(self, resume_state: ckpt.ResumeState | None) -> None:
         s, ctx = self.s, self.ctx
-        from adamwprune.optim import build_optimizer
-        from adamwprune.pruning import build_pruner
-
         torch.manual_seed(s.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
         if ctx.device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+            if torch.cuda.is_bf16_supported():
+                self.autocast = lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         self.model = self.adapter.build_model().to(ctx.device)
-        self.optimizer = build_optimizer(
-            s.optimizer, self.adapter.optimizer_groups(self.model, s.weight_decay), lr=s.learning_rate,
-            betas=(s.beta1, s.beta2), momentum=s.momentum, weight_decay=s.weight_decay)
-        self.prunable = list(self.adapter.prunable_parameters(self.model))
-        self.pruner = build_pruner(s.pruning_method, self.prunable, target_sparsity=s.target_sparsity,
-                                   warmup_iters=s.pruning_warmup, ramp_iters=s.pruning_ramp,
-                                   max_iters=s.max_iters)
+        self.optimizer = build_optimizer(s.optimizer, self.adapter.optimizer_groups(self.model, s.weight_decay), s)
+        self.pruner = build_pruner(s.pruning_method, self.adapter.prunable_parameters(self.model),
+                                   self.optimizer, s)
         self.train_generator = torch.Generator().manual_seed(s.seed + 1 + ctx.rank)
         self.eval_generator = torch.Generator().manual_seed(s.seed + 1_000_003)
         torch.manual_seed(s.seed + 2 + ctx.rank)  # dropout differs per rank
-        self.best = ckpt.BestCheckpoint(self.run_dir / ckpt.BEST_NAME,
-                                        enabled=s.save_checkpoint and ctx.is_main)
         if resume_state is not None:
             self._restore(resume_state.state)
             # a crash can leave journaled steps past ckpt_last: they are not logged twice
-            self.logged_through = self.tracker.last_step if self.tracker is not None else -1
-
-        self.train_model = self.model
-        if s.compile:
-            self.train_model = torch.compile(self.model)
-        self.eval_model = self.train_model
+            self.logged_through = self.tracker.last_step
+        self.train_model = self.eval_model = torch.compile(self.model) if s.compile else self.model
         if ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [ctx.local_rank] if ctx.device_type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=device_ids)
-        self.autocast = self._autocast_factory()
-        self.items_per_iter = (self.adapter.items_per_batch(s.batch_size) * s.gradient_accumulation
-                               * ctx.world_size)
-        flops = self.adapter.flops_per_item(self.model)
+        self.items_per_iter = self.adapter.items_per_batch(s.batch_size) * s.gradient_accumulation * ctx.world_size
         from adamwprune.train.hardware import cuda_peak_flops
 
-        peak = cuda_peak_flops(ctx.device)
-        self.flops_per_iter_per_peak = (flops * self.items_per_iter / ctx.world_size / peak
-                                        if flops and peak else None)
+        flops, peak = self.adapter.flops_per_item(self.model), cuda_peak_flops(ctx.device)
+        if flops and peak:
+            self.flops_per_iter_per_peak = flops * self.items_per_iter / ctx.world_size / peak
         self.consistent = True
-
-    def _autocast_factory(self) -> Callable[[], contextlib.AbstractContextManager]:
-        import torch
-
-        if self.ctx.device_type == "cuda" and torch.cuda.is_bf16_supported():
-            return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load a state that check_resume_state accepted."""
-        import torch
-
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.pruner.load_state_dict(state["pruner"])
         self.iteration = int(state["iteration"])
-        self.best.best_val_loss = float(state["best_val_loss"])
+        self.best.restore(state["best_val_loss"], state["best_metrics"])
         self.elapsed_before = float(state["training_time"])
         rng = state.get("rng", {})
         per_rank = rng.get("per_rank", [])
@@ -273,99 +234,95 @@ class Trainer:
 
     # -------------------------------------------------------------------- loop
     def run(self) -> TrainResult:
-        import torch
-
         self.session_start = time.perf_counter()
         self._start_gpu_monitor()
-        self._reset_interval(torch)
         self.progress(self._banner())
         if self.iteration == 0:
             self._log(0, self._eval_point())
-            self._reset_interval(torch)
+        self.meter.reset()
         with self._interrupt.installed():
             reason = StopReason.CONTINUE
             while reason == StopReason.CONTINUE:
-                self._train_step()
+                self.train_step()
                 reason = self._after_step()
         return TrainResult(iteration=self.iteration, best_val_loss=self.best.best_val_loss,
-                           total_training_time=self.elapsed(), stop_reason=reason, run_dir=self.run_dir,
-                           history=self.history or [])
+                           best_metrics=self.best.best_metrics, total_training_time=self.elapsed(), stop_reason=reason, run_dir=self.run_dir)
 
-    def _train_step(self) -> None:
+    def train_step(self) -> None:
         """One optimizer step over ``gradient_accumulation`` micro-batches."""
-        import torch
-
         s, ctx = self.s, self.ctx
-        lr = learning_rate(self.iteration, base_lr=s.learning_rate, min_lr=s.min_lr,
-                           warmup_iters=s.warmup_iters, max_iters=s.max_iters, schedule=s.lr_schedule)
+        self.current_lr = learning_rate(self.iteration, base_lr=s.learning_rate, min_lr=s.min_lr,
+                                        warmup_iters=s.warmup_iters, max_iters=s.max_iters,
+                                        schedule=s.lr_schedule)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.current_lr = lr
-        accumulation = s.gradient_accumulation
-        for micro in range(accumulation):
-            last_micro = micro == accumulation - 1
+            group["lr"] = self.current_lr
+        for micro in range(s.gradient_accumulation):
+            last_micro = micro == s.gradient_accumulation - 1
             sync = (contextlib.nullcontext() if last_micro or not ctx.distributed
                     else self.train_model.no_sync())
             # On a GPU the previous step's kernels are still running: building this batch overlaps them.
             batch = self.adapter.get_batch("train", s.batch_size, self.train_generator, ctx.device)
             with sync:
                 with self.autocast():
-                    loss = self.adapter.loss(self.train_model, batch)
-                    if accumulation > 1:
-                        loss = loss / accumulation
+                    loss = self.adapter.loss(self.train_model, batch) / s.gradient_accumulation
                 loss.backward()
-            self.interval_loss += loss.detach()
+            self.meter.add(loss)
         self.consistent = False
+        self.pruner.before_step()
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
         self.optimizer.step()
+        self.pruner.after_step(self.iteration + 1)
         self.optimizer.zero_grad(set_to_none=True)
-        self.pruner.step(self.iteration + 1)
         self.iteration += 1              # with the update, so a checkpoint never pairs it with the old count
         self.consistent = True
-        self.interval_iters += 1
-        self.clock_iters += 1
+        self.meter.step()
 
     def _after_step(self) -> StopReason:
-        """Log, evaluate, checkpoint and decide whether to stop after step ``self.iteration``."""
-        s, ctx, it = self.s, self.ctx, self.iteration
-        reason = StopReason.MAX_ITERS if it >= s.max_iters else StopReason.CONTINUE
-        log_now = it % s.log_interval == 0 or reason != StopReason.CONTINUE
-        if not ctx.distributed and reason == StopReason.CONTINUE:
-            reason = self._local_stop_reason()
-            log_now = log_now or reason != StopReason.CONTINUE
-        metrics: dict[str, float] = {}
-        if log_now:
-            metrics = self._train_metrics()
-            if ctx.is_main and not math.isfinite(metrics["train_loss"]):
-                reason = StopReason.DIVERGED
-        if ctx.distributed and log_now:
-            # Only rank 0 sees the loss, the clock and Ctrl-C that count: it decides for all.
-            if ctx.is_main and reason == StopReason.CONTINUE:
+        """Measure at log points, decide whether to stop, then act on it."""
+        local = StopReason.CONTINUE if self.ctx.distributed else self._local_stop_reason()
+        log_now = (self.iteration % self.s.log_interval == 0 or self.iteration >= self.s.max_iters
+                   or local != StopReason.CONTINUE)
+        metrics = self._train_metrics() if log_now else {}
+        reason = self._decide(local, log_now, metrics)
+        self._act(reason, log_now, metrics)
+        return reason
+
+    def _decide(self, local: StopReason, log_now: bool, metrics: dict[str, float]) -> StopReason:
+        """Why to stop after this step (CONTINUE: don't). Under DDP only rank 0 sees the loss,
+        the clock and Ctrl-C that count: it decides at log points and tells the others."""
+        reason = StopReason.MAX_ITERS if self.iteration >= self.s.max_iters else local
+        if self.ctx.is_main and log_now and not math.isfinite(metrics["train_loss"]):
+            reason = StopReason.DIVERGED
+        if self.ctx.distributed and log_now:
+            if self.ctx.is_main and reason == StopReason.CONTINUE:
                 reason = self._local_stop_reason()
-            reason = StopReason(broadcast_int(ctx, int(reason)))
-        stopping = reason != StopReason.CONTINUE
+            reason = StopReason(broadcast_int(self.ctx, int(reason)))
+        return reason
+
+    def _act(self, reason: StopReason, log_now: bool, metrics: dict[str, float]) -> None:
+        """Log, evaluate and checkpoint as ``reason`` says; every rank calls this."""
+        it, stopping = self.iteration, reason != StopReason.CONTINUE
         evaluate = (reason in (StopReason.CONTINUE, StopReason.MAX_ITERS, StopReason.MAX_TIME)
-                    and (it % s.eval_interval == 0 or stopping))
-        if log_now and ctx.is_main:
+                    and (it % self.s.eval_interval == 0 or stopping))
+        if log_now:
             self.progress(self._progress_line(metrics, reason))
         if evaluate:
             metrics.update(self._eval_point())
-        if stopping and ctx.is_main:
+        if stopping and self.ctx.is_main:
             metrics.update(self._final_metrics())
         self._log(it, metrics)
         if evaluate or reason == StopReason.INTERRUPTED:
             self._save_last()
         if evaluate:
-            self._reset_interval_clock()
+            self.meter.restartclock()
         if reason == StopReason.DIVERGED:
             raise DivergedError(
                 f"training diverged: loss is {metrics.get('train_loss', float('nan'))} at iteration {it}; "
-                f"lower the learning rate (--learning-rate, now {s.learning_rate:g}) "
+                f"lower the learning rate (--learning-rate, now {self.s.learning_rate:g}) "
                 "or raise --warmup-iters")
-        if reason == StopReason.INTERRUPTED and ctx.is_main:
+        if reason == StopReason.INTERRUPTED:
             self.progress(f"interrupted at iteration {it}; resume with --resume")
-        return reason
 
     def _local_stop_reason(self) -> StopReason:
         if self._interrupt.requested:
@@ -381,61 +338,45 @@ class Trainer:
             return self.elapsed_before
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
-    def _reset_interval(self, torch: Any) -> None:
-        self.interval_loss = torch.zeros((), device=self.ctx.device)
-        self.interval_iters = 0
-        self._reset_interval_clock()
-
-    def _reset_interval_clock(self) -> None:
-        """Throughput is timed from here; eval time is excluded by resetting after each eval."""
-        self.interval_start = time.perf_counter()
-        self.clock_iters = 0
-
     def _train_metrics(self) -> dict[str, float]:
         """train_loss (mean over the interval and the ranks), learning_rate, sparsity, throughput.
 
         One host sync on rank 0; under DDP one all-reduce of the loss sum on every rank.
         """
-        import torch
-
-        from adamwprune.pruning import measure_sparsity
-
-        metrics: dict[str, float] = {}
+        meter, metrics = self.meter, {}
         # Every rank reaches each log point (same steps everywhere): one collective per interval.
-        interval_loss = all_reduce_mean(self.ctx, self.interval_loss.float())
+        loss_sum = all_reduce_mean(self.ctx, meter.loss.float())
         if self.ctx.is_main:
-            iters = max(self.interval_iters, 1)
-            sparsity = measure_sparsity(self.prunable).to(self.interval_loss.device)
-            loss_sum, sparsity_value = torch.stack([interval_loss, sparsity.float()]).tolist()
-            seconds = max(time.perf_counter() - self.interval_start, 1e-9)
-            timed_iters = self.clock_iters
-            items_per_sec = timed_iters * self.items_per_iter / seconds
-            if timed_iters:
-                self.sec_per_iter = seconds / timed_iters
-            metrics = {"train_loss": loss_sum / iters, "learning_rate": self.current_lr,
-                       "sparsity": sparsity_value, self.adapter.throughput_metric: items_per_sec}
-            if self.flops_per_iter_per_peak is not None and timed_iters:
-                metrics["mfu"] = self.flops_per_iter_per_peak * timed_iters / seconds
-        self.interval_loss.zero_()
-        self.interval_iters = 0
-        self._reset_interval_clock()
+            sparsity = self.pruner.sparsity().to(loss_sum.device).float()
+            loss_sum_value, sparsity_value = torch.stack([loss_sum, sparsity]).tolist()
+            seconds = max(time.perf_counter() - meter.started, 1e-9)
+            if meter.timed_iters:
+                self.sec_per_iter = seconds / meter.timed_iters
+            metrics = {"train_loss": loss_sum_value / max(meter.iters, 1), "learning_rate": self.current_lr,
+                       "sparsity": sparsity_value,
+                       self.adapter.throughput_metric: meter.timed_iters * self.items_per_iter / seconds}
+            if self.flops_per_iter_per_peak is not None and meter.timed_iters:
+                metrics["mfu"] = self.flops_per_iter_per_peak * meter.timed_iters / seconds
+        meter.reset()
         return metrics
 
-    def _evaluate(self) -> float:
-        """Mean loss over ``eval_samples`` random held-out batches, in eval mode, without gradients."""
-        import torch
-
-        model = self.eval_model
+    def _evaluate(self) -> dict[str, float]:
+        """The adapter's metrics over ``eval_samples`` random held-out batches (eval mode, no gradients)."""
+        model, totals = self.eval_model, {}
         model.eval()
         try:
-            total = torch.zeros((), device=self.ctx.device)
             with torch.no_grad():
                 for _ in range(self.s.eval_samples):
                     batch = self.adapter.get_batch("val", self.s.batch_size, self.eval_generator,
                                                    self.ctx.device)
                     with self.autocast():
-                        total += self.adapter.loss(model, batch).float()
-            return (total / self.s.eval_samples).item()
+                        stats = self.adapter.eval_batch(model, batch)
+                    for name, value in stats.items():  # summed in float64: counts stay exact
+                        value = torch.as_tensor(value, device=self.ctx.device, dtype=torch.float64)
+                        totals[name] = totals.get(name, 0) + value
+            names = list(totals)
+            values = torch.stack([totals[name] for name in names]).tolist()  # one host sync
+            return self.adapter.summarize(dict(zip(names, values)))
         finally:
             model.train()
 
@@ -443,55 +384,49 @@ class Trainer:
         """Rank 0 evaluates and saves the best checkpoint on improvement; other ranks wait."""
         metrics: dict[str, float] = {}
         if self.ctx.is_main:
-            val_loss = self._evaluate()
-            metrics = {"val_loss": val_loss, **self.adapter.eval_metrics(val_loss)}
-            improved = self.best.update(val_loss, self._best_state)
+            metrics = self._evaluate()
+            improved = self.best.update(metrics, self._best_state)
             extras = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "val_loss")
             note = " (best" + (", saved " + ckpt.BEST_NAME if self.best.enabled else "") + ")" if improved else ""
-            self.progress(f"eval  {self.iteration:>6} | val_loss {val_loss:.4f} | {extras}{note}")
+            self.progress(f"eval  {self.iteration:>6} | val_loss {metrics['val_loss']:.4f} | {extras}{note}")
         barrier(self.ctx)
         return metrics
 
     def _final_metrics(self) -> dict[str, float]:
-        best = self.best.best_val_loss
+        """final/total_training_time, final/best_val_loss (lowest seen), final/best_<metric> of the best eval."""
         final = {"final/total_training_time": self.elapsed()}
-        if math.isfinite(best):
-            final["final/best_val_loss"] = best
-            final.update({f"final/best_{k}": v for k, v in self.adapter.eval_metrics(best).items()})
+        if math.isfinite(self.best.best_val_loss):
+            final["final/best_val_loss"] = self.best.best_val_loss
+        final.update({f"final/best_{name}": value for name, value in self.best.best_metrics.items()
+                      if name != "val_loss"})
         return final
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
-        if not metrics or not self.ctx.is_main or step <= self.logged_through:
-            return
-        if self.tracker is not None:
+        if metrics and step > self.logged_through:
             self.tracker.log(metrics, step=step)
-        if self.history is not None:
-            self.history.append((step, dict(metrics)))
 
     # ------------------------------------------------------------- checkpoints
+    def _header(self) -> dict[str, Any]:
+        return {"format": ckpt.FORMAT, "settings": asdict(self.s), "run": self.run_info,
+                "model_description": self.adapter.describe(), "model": self.model.state_dict(),
+                "iteration": self.iteration}
+
     def _best_state(self) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(), "iteration": self.iteration,
-                "val_loss": self.best.best_val_loss, "model_description": self.adapter.describe(),
-                "run": self.run_info, "settings": asdict(self.s)}
+        return {**self._header(), "val_loss": self.best.best_metrics["val_loss"],
+                "best_metrics": self.best.best_metrics}
 
     def _save_last(self) -> None:
         """Write ckpt_last.pt (rank 0) with every rank's RNG state; all ranks must call this."""
-        import torch
-
         if not self.s.save_checkpoint:
             return
         mine = {"train": self.train_generator.get_state(), "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(self.ctx.device) if self.ctx.device_type == "cuda" else None}
         per_rank = gather_objects(self.ctx, mine)
         if self.ctx.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
-                "best_val_loss": self.best.best_val_loss, "training_time": self.elapsed(),
-                "rng": {"per_rank": per_rank, "eval": self.eval_generator.get_state()},
-                "model_description": self.adapter.describe(), "run": self.run_info,
-                "settings": asdict(self.s),
-            }
+            state = {**self._header(), "optimizer": self.optimizer.state_dict(),
+                     "pruner": self.pruner.state_dict(), "training_time": self.elapsed(),
+                     "best_val_loss": self.best.best_val_loss, "best_metrics": self.best.best_metrics,
+                     "rng": {"per_rank": per_rank, "eval": self.eval_generator.get_state()}}
             ckpt.save_atomic(state, self.run_dir / ckpt.LAST_NAME)
         barrier(self.ctx)
 
@@ -507,12 +442,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- extras
     def _start_gpu_monitor(self) -> None:
-        if not (self.s.gpu_monitor and self.tracker is not None):
-            return
-        from adamwprune.gpu import GpuMonitor
+        if self.s.gpu_monitor and self.ctx.is_main:
+            from adamwprune.gpu import GpuMonitor
 
-        self.gpu_monitor = GpuMonitor(self.tracker, self.s.gpu_monitor_interval)
-        self.gpu_monitor.start()
+            self.gpu_monitor = GpuMonitor(self.tracker, self.s.gpu_monitor_interval).start()
 
     def close(self) -> None:
         if self.gpu_monitor is not None:
@@ -530,67 +463,16 @@ class Trainer:
         s, it = self.s, self.iteration
         rate = metrics.get(self.adapter.throughput_metric, 0.0)
         parts = [f"iter {it:>6}/{s.max_iters}", f"loss {metrics.get('train_loss', float('nan')):.4f}",
-                 f"lr {self.current_lr:.2e}", f"{_si(rate)} {self.adapter.throughput_unit}/s"]
+                 f"lr {self.current_lr:.2e}", f"{si(rate)} {self.adapter.throughput_unit}/s"]
         if "mfu" in metrics:
             parts.append(f"mfu {100 * metrics['mfu']:.1f}%")
         elapsed = self.elapsed()
-        parts.append(f"time {_clock(elapsed)}")
+        parts.append(f"time {clock(elapsed)}")
         if reason == StopReason.CONTINUE:
             eta = (s.max_iters - it) * self.sec_per_iter
             if s.max_time:
                 eta = min(eta, max(s.max_time - elapsed, 0.0))
-            parts.append(f"ETA {_clock(eta)}")
+            parts.append(f"ETA {clock(eta)}")
         else:
             parts.append(f"stop: {reason.name.lower().replace('_', '-')}")
         return " | ".join(parts)
-
-
-def _si(value: float) -> str:
-    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= threshold:
-            return f"{value / threshold:.1f}{suffix}"
-    return f"{value:.0f}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class _InterruptFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once.
-
-    A SIGINT within ``same_press_s`` of the first counts as the same Ctrl-C: under torchrun a
-    worker gets the terminal's SIGINT and then the one torchrun forwards.
-    """
-
-    same_press_s = 2.0
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._first_at = 0.0
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.requested:
-                if time.monotonic() - self._first_at < self.same_press_s:
-                    return
-                raise KeyboardInterrupt
-            self.requested = True
-            self._first_at = time.monotonic()
-            print("\nstopping after this step (saving ckpt_last.pt); Ctrl-C again to abort",
-                  file=sys.stderr, flush=True)
-
-        signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)

@@ -15,17 +15,26 @@ gives the same ones.
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+from adamwprune import optim, pruning
 from adamwprune.errors import UserError
-from adamwprune.optim import OPTIMIZERS
-from adamwprune.pruning import METHODS
 from adamwprune.train.schedule import SCHEDULES
 
 GPT2_MODEL_NAMES = ("gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-GPT2_DATASETS = ("finewebedu", "shakespeare", "pydocs")
+DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
+    "gpt2": ("finewebedu", "shakespeare", "pydocs"),
+    "lenet5": ("mnist",),
+    "resnet18": ("cifar10", "cifar100"),
+    "resnet50": ("cifar100", "cifar10"),
+}
 ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwprune")
-PRUNING_METHODS = tuple(method for method in METHODS if method != "none")
+
+
+def pruning_methods() -> tuple[str, ...]:
+    """The methods that prune (every registered one but ``none``)."""
+    return tuple(method for method in pruning.names() if method != "none")
+
 
 # The --help sections, in order.
 GROUPS = ("model and data", "training", "optimizer", "pruning", "experiment tracking")
@@ -41,13 +50,24 @@ class Meta:
     low: float | None = None             # lowest allowed value
     high: float | None = None            # highest allowed value
     high_open: bool = False              # the highest value itself is not allowed: [low, high)
-    choices: tuple[str, ...] | None = None
-    applies_to: tuple[str, tuple[Any, ...]] | None = None  # (selector field, values it applies to)
+    # a tuple, or a function giving one (registries can grow after import)
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+    # (selector field, the selector's values this setting applies to: a tuple or a function giving one)
+    applies_to: tuple[str, tuple[Any, ...] | Callable[[], tuple[Any, ...]]] | None = None
     resumable: bool = False              # may differ from the checkpoint on resume
+    flag: bool = True                    # False: set by the trainer script, not on the command line
 
     @property
     def constrained(self) -> bool:
         return self.low is not None or self.high is not None
+
+    def allowed(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+    def applies_with(self) -> tuple[Any, ...]:
+        """The selector values this setting applies to (only meaningful with ``applies_to``)."""
+        values = self.applies_to[1]
+        return values() if callable(values) else values
 
 
 def setting(default: Any, help: str, group: str, **meta: Any) -> Any:
@@ -59,14 +79,16 @@ class TrainSettings:
     """One run's settings; building one checks every value (see :meth:`check`)."""
 
     # model and data
-    model_name: str = setting("gpt2", "GPT-2 size", "model and data",
-                              symbol="GPT2_MODEL_NAME", choices=GPT2_MODEL_NAMES)
-    dataset: str = setting("finewebedu", "training data (pydocs: offline, built in)", "model and data",
-                           symbol="DATASET", choices=GPT2_DATASETS)
+    model: str = setting("gpt2", "model family", "model and data", choices=tuple(DATASETS_BY_MODEL),
+                         flag=False)
+    model_name: str = setting("gpt2", "GPT-2 size", "model and data", symbol="GPT2_MODEL_NAME",
+                              choices=GPT2_MODEL_NAMES, applies_to=("model", ("gpt2",)))
+    dataset: str = setting("finewebedu", "training data (gpt2: finewebedu, shakespeare, or pydocs: offline, "
+                           "built in)", "model and data", symbol="DATASET")
     data_dir: str | None = setting(None, "where prepared datasets live; None: $ADAMWPRUNE_DATA_DIR, "
                                    "else ./data", "model and data", resumable=True)
     block_size: int = setting(1024, "context length in tokens", "model and data",
-                              symbol="BLOCK_SIZE", low=8, high=1024)
+                              symbol="BLOCK_SIZE", low=8, high=1024, applies_to=("model", ("gpt2",)))
     compile: bool = setting(False, "torch.compile the model", "model and data",
                             symbol="COMPILE", resumable=True)
     # training
@@ -102,7 +124,7 @@ class TrainSettings:
     seed: int = setting(1337, "random seed", "training", symbol="SEED", low=0, high=2_147_483_647)
     # optimizer
     optimizer: str = setting("adamw", "optimizer (adamwspam and adamwprune: not available yet)",
-                             "optimizer", symbol="OPTIMIZER", choices=OPTIMIZERS)
+                             "optimizer", symbol="OPTIMIZER", choices=optim.names)
     weight_decay: float = setting(0.1, "weight decay (2-D weights only): decoupled for AdamW variants, "
                                   "L2 for SGD and Adam", "optimizer", symbol="WEIGHT_DECAY", low=0.0)
     beta1: float = setting(0.9, "Adam beta1", "optimizer", symbol="ADAM_BETA1", low=0.0, high=1.0,
@@ -113,15 +135,15 @@ class TrainSettings:
                               high_open=True, applies_to=("optimizer", ("sgd",)))
     # pruning
     pruning_method: str = setting("none", "pruning method (magnitude, movement, state: not available yet)",
-                                  "pruning", symbol="PRUNING_METHOD", choices=METHODS)
+                                  "pruning", symbol="PRUNING_METHOD", choices=pruning.names)
     target_sparsity: float = setting(0.5, "fraction of prunable weights to zero", "pruning",
                                      symbol="TARGET_SPARSITY", low=0.0, high=1.0, high_open=True,
-                                     applies_to=("pruning_method", PRUNING_METHODS))
+                                     applies_to=("pruning_method", pruning_methods))
     pruning_warmup: int = setting(100, "steps before pruning starts", "pruning", symbol="PRUNING_WARMUP",
-                                  low=0, high=100_000_000, applies_to=("pruning_method", PRUNING_METHODS))
+                                  low=0, high=100_000_000, applies_to=("pruning_method", pruning_methods))
     pruning_ramp: int = setting(0, "steps from 0 to the target sparsity after the warmup "
                                 "(0: until max-iters)", "pruning", symbol="PRUNING_RAMP",
-                                low=0, high=100_000_000, applies_to=("pruning_method", PRUNING_METHODS))
+                                low=0, high=100_000_000, applies_to=("pruning_method", pruning_methods))
     # experiment tracking
     tracker: str = setting("none", "none, trackio, wandb, both, or a comma list such as wandb,trackio",
                            "experiment tracking", resumable=True)
@@ -146,13 +168,17 @@ class TrainSettings:
         """Raise a UserError naming the flag of the first value out of its range or choices."""
         for field in dataclasses.fields(self):
             check_value(field, getattr(self, field.name))
+        datasets = DATASETS_BY_MODEL[self.model]
+        if self.dataset not in datasets:
+            raise UserError(f"unknown dataset {self.dataset!r} for {self.model}; choose one of: "
+                            f"{', '.join(datasets)}")
         if self.lr_schedule == "cosine" and self.min_lr > self.learning_rate:
             raise UserError(f"min-lr ({self.min_lr:g}) must not exceed learning-rate ({self.learning_rate:g})")
 
     def applies(self, name: str) -> bool:
         """Whether setting ``name`` means anything for this run (momentum: only with SGD)."""
-        rule = METAS[name].applies_to
-        return rule is None or getattr(self, rule[0]) in rule[1]
+        info = METAS[name]
+        return info.applies_to is None or getattr(self, info.applies_to[0]) in info.applies_with()
 
     def tracked(self) -> dict[str, Any]:
         """The settings that apply to this run, for the tracked config (no SGD momentum of an AdamW run)."""
@@ -173,9 +199,8 @@ VISION_DEFAULTS = {"batch_size": 128, "learning_rate": 0.001, "min_lr": 0.0001, 
                    "weight_decay": 0.0005}
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {},
-    "lenet5": {**VISION_DEFAULTS, "dataset": "mnist"},
-    "resnet18": {**VISION_DEFAULTS, "dataset": "cifar10"},
-    "resnet50": {**VISION_DEFAULTS, "dataset": "cifar100"},
+    **{model: {**VISION_DEFAULTS, "model": model, "dataset": datasets[0]}
+       for model, datasets in DATASETS_BY_MODEL.items() if model != "gpt2"},
 }
 
 
@@ -192,8 +217,9 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
     """A UserError naming the flag when ``value`` is outside the field's range or choices."""
     info: Meta = field.metadata["meta"]
     name = flag(field.name)[2:]
-    if info.choices is not None and value not in info.choices:
-        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(info.choices)}")
+    allowed = info.allowed()
+    if allowed is not None and value not in allowed:
+        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
     if not info.constrained:
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -214,13 +240,13 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 def check_applicable(given: Iterable[str], values: Mapping[str, Any]) -> None:
     """Refuse a flag given for a method that is not selected: ``--momentum`` with AdamW."""
     for name in given:
-        rule = METAS[name].applies_to
-        if rule is None or values[rule[0]] in rule[1]:
+        info = METAS[name]
+        if info.applies_to is None or values[info.applies_to[0]] in info.applies_with():
             continue
-        selector, allowed = rule
+        selector = info.applies_to[0]
         if selector == "gpu_monitor":
             raise UserError(f"{flag(name)} applies with {flag(selector)} only")
-        choices = ", ".join(str(value) for value in allowed)
+        choices = ", ".join(str(value) for value in info.applies_with())
         raise UserError(f"{flag(name)} applies to {flag(selector)} {choices} only "
                         f"(this run has {flag(selector)} {values[selector]})")
 

@@ -1,0 +1,29 @@
+"""A model family: what one ``<model>/train.py`` brings to the shared command line and loop.
+
+The family's own settings are the fields of TrainSettings that apply to its model
+(``applies_to=("model", (name,))``, e.g. GPT-2's ``--block-size``); its defaults
+are ``settings.defaults_for(name)``. Everything else (flags, config, checks,
+resume, tracking) is shared: ``<model>/train.py`` is
+``sys.exit(run_family(FAMILY, sys.argv[1:]))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from adamwprune.train.loop import ModelAdapter
+    from adamwprune.train.settings import TrainSettings
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str            # gpt2, lenet5, ...: also the first part of the auto project name
+    description: str     # the first line of --help
+    # opens the dataset and builds the adapter; raises UserError for what the data cannot take
+    make_adapter: Callable[["TrainSettings"], "ModelAdapter"]
+
+    @property
+    def prog(self) -> str:
+        return f"{self.name}/train.py"
