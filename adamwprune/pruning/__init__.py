@@ -132,6 +132,7 @@ class MaskedPruner:
 
         self.prunable = list(prunable)
         self.optimizer = optimizer
+        self.settings = settings
         self.masks = [torch.ones_like(w, dtype=torch.bool) for _, w in self.prunable]
 
     def target_sparsity(self, step: int) -> float:

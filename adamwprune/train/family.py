@@ -9,8 +9,8 @@ resume, tracking) is shared: ``<model>/train.py`` is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from adamwprune.train.loop import ModelAdapter
@@ -23,6 +23,18 @@ class ModelFamily:
     description: str     # the first line of --help
     # opens the dataset and builds the adapter; raises UserError for what the data cannot take
     make_adapter: Callable[["TrainSettings"], "ModelAdapter"]
+    # a family the Kconfig tree does not know brings its datasets (the first is the default)
+    # and the defaults where it differs from GPT-2's
+    datasets: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from adamwprune.train import settings
+
+        if self.datasets:
+            settings.register_model(self.name, self.datasets, self.defaults)
+        elif self.name not in settings.DATASETS_BY_MODEL:
+            raise ValueError(f"model family {self.name!r} needs its datasets")
 
     @property
     def prog(self) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from adamwprune.errors import UserError
 from adamwprune.optim import build_optimizer
@@ -199,8 +200,6 @@ class Trainer:
             self.logged_through = self.tracker.last_step
         self.train_model = self.eval_model = torch.compile(self.model) if s.compile else self.model
         if ctx.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
             device_ids = [ctx.local_rank] if ctx.device_type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=device_ids)
         self.items_per_iter = self.adapter.items_per_batch(s.batch_size) * s.gradient_accumulation * ctx.world_size

@@ -79,7 +79,7 @@ class TrainSettings:
     """One run's settings; building one checks every value (see :meth:`check`)."""
 
     # model and data
-    model: str = setting("gpt2", "model family", "model and data", choices=tuple(DATASETS_BY_MODEL),
+    model: str = setting("gpt2", "model family", "model and data", choices=lambda: tuple(DATASETS_BY_MODEL),
                          flag=False)
     model_name: str = setting("gpt2", "GPT-2 size", "model and data", symbol="GPT2_MODEL_NAME",
                               choices=GPT2_MODEL_NAMES, applies_to=("model", ("gpt2",)))
@@ -202,6 +202,12 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     **{model: {**VISION_DEFAULTS, "model": model, "dataset": datasets[0]}
        for model, datasets in DATASETS_BY_MODEL.items() if model != "gpt2"},
 }
+
+
+def register_model(model: str, datasets: tuple[str, ...], defaults: Mapping[str, Any] | None = None) -> None:
+    """Make ``model`` a model family the settings accept, with its datasets and its own defaults."""
+    DATASETS_BY_MODEL[model] = tuple(datasets)
+    MODEL_DEFAULTS[model] = {**(defaults or {}), "model": model, "dataset": datasets[0]}
 
 
 def flag(name: str) -> str:
