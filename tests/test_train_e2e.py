@@ -332,7 +332,7 @@ def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
     assert 2.0 <= last["metrics"]["final/total_training_time"] < 30
     assert not any(key.startswith("gpu_") for r in records for key in r["metrics"])
     assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == last["step"]
-    assert records[-1]["step"] > 5
+    assert last["step"] >= 1  # how many steps fit in 2 s depends on the machine: nothing more is asserted
 
 
 # --- resume: what it checks, what it restores --------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from adamwprune.errors import UserError
+from adamwprune.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -23,37 +23,18 @@ if TYPE_CHECKING:
 
 Builder = Callable[[list[dict[str, Any]], "TrainSettings"], "torch.optim.Optimizer"]
 
-PLANNED = ("adamwspam", "adamwprune")
-_BUILDERS: dict[str, Builder] = {}
+REGISTRY: Registry[Builder] = Registry("optimizer", planned=("adamwspam", "adamwprune"))
+available, names, check_optimizer = REGISTRY.available, REGISTRY.names, REGISTRY.check
 
 
 def register_optimizer(name: str, builder: Builder) -> None:
     """Make ``--optimizer name`` build its optimizer with ``builder(param_groups, settings)``."""
-    _BUILDERS[name.strip().lower()] = builder
-
-
-def available() -> tuple[str, ...]:
-    return tuple(_BUILDERS)
-
-
-def names() -> tuple[str, ...]:
-    """Every name ``--optimizer`` knows: the available ones, then those still to come."""
-    return available() + tuple(name for name in PLANNED if name not in _BUILDERS)
-
-
-def check_optimizer(name: str) -> str:
-    """Validate an optimizer name early (before a model is built); returns it normalized."""
-    key = (name or "").strip().lower()
-    if key in _BUILDERS:
-        return key
-    if key in PLANNED:
-        raise UserError(f"optimizer {key!r} is not available yet; use one of {', '.join(available())}")
-    raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(names())}")
+    REGISTRY.register(name, builder)
 
 
 def build_optimizer(name: str, param_groups: list[dict[str, Any]], settings: "TrainSettings"):
     """The optimizer ``name`` over ``param_groups``, configured from ``settings``."""
-    return _BUILDERS[check_optimizer(name)](list(param_groups), settings)
+    return REGISTRY[name](list(param_groups), settings)
 
 
 def fused_or_plain(cls: type, groups: list[dict[str, Any]], **options: Any):

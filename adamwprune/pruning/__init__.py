@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from adamwprune.errors import UserError
+from adamwprune.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 Prunable = Sequence[tuple[str, "torch.nn.Parameter"]]
 Factory = Callable[[Prunable, "torch.optim.Optimizer", "TrainSettings"], "Pruner"]
 
-PLANNED = ("magnitude", "movement", "state")
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
-_FACTORIES: dict[str, Factory] = {}
+REGISTRY: Registry[Factory] = Registry("pruning method", planned=("magnitude", "movement", "state"))
+available, names = REGISTRY.available, REGISTRY.names
 
 
 class Pruner(Protocol):
@@ -53,30 +53,16 @@ class Pruner(Protocol):
 
 def register_pruning_method(name: str, factory: Factory) -> None:
     """Make ``--pruning-method name`` build its pruner with ``factory(prunable, optimizer, settings)``."""
-    _FACTORIES[name.strip().lower()] = factory
-
-
-def available() -> tuple[str, ...]:
-    return tuple(_FACTORIES)
-
-
-def names() -> tuple[str, ...]:
-    """Every name ``--pruning-method`` knows: the available ones, then those still to come."""
-    return available() + tuple(name for name in PLANNED if name not in _FACTORIES)
+    REGISTRY.register(name, factory)
 
 
 def check_pruning_method(method: str) -> str:
-    """Validate a pruning method name early; returns it normalized."""
-    key = (method or "none").strip().lower()
-    if key in _FACTORIES:
-        return key
-    if key in PLANNED:
-        raise UserError(f"pruning method {key!r} is not available yet; use one of {', '.join(available())}")
-    raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(names())}")
+    """Validate a pruning method name early (no method given: ``none``); returns it normalized."""
+    return REGISTRY.check(method or "none")
 
 
 def build_pruner(method: str, prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> Pruner:
-    return _FACTORIES[check_pruning_method(method)](list(prunable), optimizer, settings)
+    return REGISTRY[check_pruning_method(method)](list(prunable), optimizer, settings)
 
 
 def measure_sparsity(prunable: Prunable):

@@ -26,6 +26,7 @@ from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKENDS, RunInfo
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
+from adamwprune.tracking.protocol import is_rank_zero
 from adamwprune.tracking.runinfo import RUN_INFO_NAME, new_wandb_id, read_run_info, write_run_info
 from adamwprune.tracking.selection import format_trackers, parse_trackers
 from adamwprune.tracking.values import split_metrics
@@ -53,7 +54,7 @@ class ExperimentTracker:
         self.run_name = run_name
         self.run_dir = Path(run_dir)
         self.finish_timeout = finish_timeout
-        self.enabled = int(os.environ.get("RANK", "0")) == 0
+        self.enabled = is_rank_zero()  # used directly (not through open_tracker), it still tracks on rank 0 only
         self.nonfinite_counts: dict[str, int] = {}
         self.lost_records = 0
         self._last_step = -1
