@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 TEST_OPTIMIZERS = {"TEST_OPTIMIZER_SGD": "sgd", "TEST_OPTIMIZER_ADAM": "adam",
                    "TEST_OPTIMIZER_ADAMW": "adamw", "TEST_OPTIMIZER_ADAMWSPAM": "adamwspam",
-                   "TEST_OPTIMIZER_ADAMWPRUNE": "adamwprune"}
+                   "TEST_OPTIMIZER_ADAMWADV": "adamwadv", "TEST_OPTIMIZER_ADAMWPRUNE": "adamwprune"}
 TEST_PRUNING_METHODS = {"TEST_PRUNING_NONE": "none", "TEST_PRUNING_MAGNITUDE": "magnitude",
                         "TEST_PRUNING_MOVEMENT": "movement", "TEST_PRUNING_STATE": "state"}
 TEST_SPARSITIES = {"TEST_SPARSITY_50": 0.5, "TEST_SPARSITY_70": 0.7, "TEST_SPARSITY_90": 0.9}

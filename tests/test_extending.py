@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 
 DOC = REPO / "docs" / "extending.md"
 
@@ -50,6 +50,7 @@ def test_the_page_has_the_four_examples_and_the_run_that_uses_them():
         assert registration in text
 
 
+@pytest.mark.slow
 def test_the_example_optimizer_trains_the_example_model(example_run):
     tmp, proc = example_run
     state = torch.load(tmp / "runs/blobs-demo/r1/ckpt_last.pt", weights_only=False)
@@ -62,6 +63,7 @@ def test_the_example_optimizer_trains_the_example_model(example_run):
     assert finals and finals[-1]["final/best_val_accuracy"] == pytest.approx(accuracy, abs=5e-4)
 
 
+@pytest.mark.slow
 def test_the_example_pruner_reaches_its_target_measured_on_the_weights(example_run):
     tmp, _ = example_run
     state = torch.load(tmp / "runs/blobs-demo/r1/ckpt_last.pt", weights_only=False)
@@ -76,6 +78,7 @@ def test_the_example_pruner_reaches_its_target_measured_on_the_weights(example_r
     assert logged[10] == 0.0 and 0.0 < logged[35] < 0.6 and logged[60] == pytest.approx(zeros / total)
 
 
+@pytest.mark.slow
 def test_the_example_backend_receives_every_record(example_run):
     tmp, _ = example_run
     run_dir = tmp / "runs/blobs-demo/r1"
@@ -84,6 +87,7 @@ def test_the_example_backend_receives_every_record(example_run):
     assert len(journaled) > 10 and copied == journaled
 
 
+@pytest.mark.slow
 def test_the_example_family_gets_the_shared_command_line(tmp_path):
     blocks = [block for block in code_blocks() if "ModelFamily(" in block or "register_" in block]
     script = "\n\n".join(blocks) + "\nimport sys\nfrom adamwprune.train.cli import run_family\n" \

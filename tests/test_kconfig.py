@@ -1,17 +1,14 @@
 """Configuration layer: defconfig -> .config -> config.py, make variables, bad input.
 
 Every command runs in tmp_path (its own .config and config.py); the Kconfig tree
-and defconfigs come from this checkout. The helpers here are shared by the other
-tests/test_kconfig_*.py files.
+and defconfigs come from this checkout.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,78 +16,11 @@ from adamwprune.kconfig import load_config, trainer_defaults
 from adamwprune.kconfig.runner import variable_flags
 from adamwprune.kconfig.symbols import TRAINER_DESTS
 from adamwprune.kconfig.tree import list_defconfigs
-from conftest import TRAINER_CONTRACT_DESTS
 from adamwprune.tracking.naming import project_name
-from conftest import REPO
+from helpers import (REPO, TRAINER_CONTRACT_DESTS, child_env, defconfig, kconfig, make, make_error,
+                     one_line_error, read_assignments, write_defconfig)
 
-ERROR_PREFIX = "adamwprune.kconfig: error: "
-VENV = Path(sys.prefix)  # the venv running the tests; the Makefile's $(VENV)
 ALL_DEFCONFIGS = list_defconfigs(REPO)
-ASSIGNMENT_RE = re.compile(r"^CONFIG_(\w+)=(.*)$")
-UNSET_RE = re.compile(r"^# CONFIG_(\w+) is not set$")
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO)
-    for name in ("TRACKER", "GPU_MONITOR", "srctree", "KCONFIG_CONFIG"):
-        env.pop(name, None)
-    env.update(extra)
-    return env
-
-
-def kconfig(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    """``python -m adamwprune.kconfig ARGS`` in root."""
-    return subprocess.run([sys.executable, "-m", "adamwprune.kconfig", *args], cwd=root,
-                          env=child_env(**env), capture_output=True, text=True, timeout=timeout)
-
-
-def make(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    """The real Makefile run in root, with this venv (its install stamp taken as done)."""
-    command = ["make", "--no-print-directory", "-C", str(root), "-f", str(REPO / "Makefile"),
-               f"VENV={VENV}", "-o", str(VENV / ".installed"), *args]
-    return subprocess.run(command, env=child_env(**env), capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """The single error line of a failed command (without the prefix)."""
-    assert proc.returncode != 0, proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(ERROR_PREFIX), proc.stderr
-    return lines[0][len(ERROR_PREFIX):]
-
-
-def make_error(proc: subprocess.CompletedProcess) -> str:
-    """Our one error line in make's stderr (make adds its own "*** Error 2" line)."""
-    assert proc.returncode != 0, proc.stdout
-    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
-    assert len(ours) == 1 and ours[0].startswith(ERROR_PREFIX), proc.stderr
-    return ours[0][len(ERROR_PREFIX):]
-
-
-def read_assignments(path: Path) -> dict[str, str]:
-    """NAME -> raw value of a .config/defconfig ("n" for "# CONFIG_X is not set")."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if match := ASSIGNMENT_RE.match(line):
-            values[match.group(1)] = match.group(2)
-        elif match := UNSET_RE.match(line):
-            values[match.group(1)] = "n"
-    return values
-
-
-def defconfig(root: Path, name: str, *variables: str) -> subprocess.CompletedProcess:
-    args = ["defconfig", name] + [item for var in variables for item in ("--set", var)]
-    proc = kconfig(root, *args)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def write_defconfig(path: Path, *lines: str) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def typed(raw: str) -> object:
@@ -253,6 +183,16 @@ def test_gpu_monitor_variable(tmp_path):
         make(tmp_path, "defconfig", "DEFCONFIG=gpt2-pydocs-cpu", "GPU_MONITOR=maybe"))
 
 
+
+@pytest.mark.parametrize("off", ["n", "off"])
+def test_a_command_line_n_switches_off_what_the_defconfig_turns_on(tmp_path, off):
+    assert read_assignments(REPO / "gpt2/defconfigs/gpt2-finewebedu-a10gx4")["GPU_MONITOR"] == "y"
+    proc = make(tmp_path, "defconfig", "DEFCONFIG=gpt2-finewebedu-a10gx4", f"GPU_MONITOR={off}")
+    assert proc.returncode == 0, proc.stderr
+    assert read_assignments(tmp_path / ".config")["GPU_MONITOR"] == "n"
+    assert "GPU_MONITOR=False," in (tmp_path / "config.py").read_text()
+    assert load_config(tmp_path).GPU_MONITOR is False
+
 def test_project_name_is_auto_unless_given(tmp_path):
     defconfig(tmp_path, "lenet5")
     script = subprocess.run([str(REPO / "scripts/generate-project-name.sh"), "lenet5", "tracking"],
@@ -309,6 +249,19 @@ def test_malformed_dotconfig_line_is_an_error_for_run_and_trainer(tmp_path):
     assert len(trainer.stderr.strip().splitlines()) == 1
 
 
+
+def test_a_half_open_range_is_enforced_at_its_open_edge_in_dotconfig(tmp_path):
+    """Betas are in [0, 1): 1.0 in .config is a one-line error, 0.999 is accepted."""
+    defconfig(tmp_path, "gpt2-pydocs-cpu")
+    dotconfig = tmp_path / ".config"
+    text = dotconfig.read_text()
+    beta2 = re.search(r"^CONFIG_ADAM_BETA2=.*$", text, flags=re.MULTILINE).group(0)
+    dotconfig.write_text(text.replace(beta2, 'CONFIG_ADAM_BETA2="1.0"'))
+    message = one_line_error(kconfig(tmp_path, "run"))
+    assert message.startswith('CONFIG_ADAM_BETA2="1.0" is out of range') and message.endswith("value < 1")
+    dotconfig.write_text(text.replace(beta2, 'CONFIG_ADAM_BETA2="0.999"'))
+    assert load_config(tmp_path).ADAM_BETA2 == 0.999
+
 def test_make_without_dotconfig_says_what_to_do(tmp_path):
     message = make_error(make(tmp_path))
     assert "run `make defconfig DEFCONFIG=<name>` first" in message
@@ -350,8 +303,9 @@ def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(t
                          "CONFIG_OPTIMIZER_SGD=y", "CONFIG_PRUNING_MAGNITUDE=y",
                          "CONFIG_GPU_MONITOR=y", "CONFIG_TRACKER_RUN_NAME=\"r1\"",
                          "CONFIG_WANDB_ENTITY=\"team\"")
+    adv = write_defconfig(tmp_path / "adv", "CONFIG_DATASET=\"pydocs\"", "CONFIG_OPTIMIZER_ADAMWADV=y")
     seen = set()
-    for name in [str(dc), *ALL_DEFCONFIGS]:
+    for name in [str(dc), str(adv), *ALL_DEFCONFIGS]:
         defconfig(tmp_path, name)
         defaults = trainer_defaults(load_config(tmp_path))
         assert set(defaults) <= TRAINER_CONTRACT_DESTS <= parser_dests, name

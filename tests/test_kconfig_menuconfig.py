@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from adamwprune.kconfig import load_config
-from adamwprune.kconfig.tree import load_strict, open_tree, resolve_project, set_symbol
+from adamwprune.kconfig.tree import load_tree, resolve_project, set_symbol
 from adamwprune.tracking.naming import project_name
-from test_kconfig import child_env, defconfig, read_assignments
+from helpers import child_env, defconfig, read_assignments
 
 ANSI_RE = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0]|\x1b[=>]")
 
@@ -99,8 +99,7 @@ def test_menuconfig_refuses_a_broken_dotconfig(tmp_path):
 
 def test_auto_project_name_follows_a_model_change_but_a_chosen_name_stays(tmp_path):
     defconfig(tmp_path, "gpt2-pydocs-cpu")
-    kconf = open_tree(tmp_path)
-    load_strict(kconf, tmp_path / ".config")
+    kconf = load_tree(tmp_path, tmp_path / ".config")
     set_symbol(kconf, "MODEL_LENET5", "y")  # what picking LeNet-5 in menuconfig does
     assert resolve_project(kconf, tmp_path) == project_name("lenet5", directory=tmp_path.name)
     set_symbol(kconf, "TRACKER_PROJECT", "mine")

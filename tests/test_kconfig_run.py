@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,9 +17,8 @@ import pytest
 from adamwprune import matrix
 from adamwprune.kconfig import load_config
 from adamwprune.optim import available as available_optimizers
-from conftest import REPO, trackio_rows
-from test_kconfig import (child_env, defconfig, kconfig, make, one_line_error, read_assignments,
-                          write_defconfig)
+from helpers import (child_env, defconfig, kconfig, make, make_command, one_line_error, read_assignments,
+                     trackio_rows, write_defconfig)
 
 TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
         "CONFIG_BATCH_SIZE=2", "CONFIG_WARMUP_ITERS=1", "CONFIG_MAX_ITERS=6", "CONFIG_LOG_INTERVAL=2",
@@ -68,6 +66,7 @@ def test_unselected_matrix_dimensions_use_the_single_run_settings(tmp_path):
 
 # --- real runs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_make_runs_the_configured_training_tracked_in_the_configured_project(tmp_path, tracking_env):
     dc = write_defconfig(tmp_path / "tiny", *TINY)
     assert make(tmp_path, "defconfig", f"DEFCONFIG={dc}", "TRACKER=trackio").returncode == 0
@@ -89,6 +88,7 @@ def test_make_runs_the_configured_training_tracked_in_the_configured_project(tmp
     assert load_config(tmp_path).ENABLE_TRACKIO is True
 
 
+@pytest.mark.slow
 def test_nproc_above_one_launches_torchrun(tmp_path):
     defconfig(tmp_path, str(write_defconfig(tmp_path / "ddp", *TINY, "CONFIG_NPROC=2")))
     proc = kconfig(tmp_path, "run", timeout=300)
@@ -98,6 +98,7 @@ def test_nproc_above_one_launches_torchrun(tmp_path):
     assert run["config"]["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_matrix_runs_every_combination_goes_on_after_a_failure_and_summarizes(tmp_path):
     optimizers = ("sgd", "adamw", "adamwspam")
     lines = [*TINY, *(f"CONFIG_TEST_OPTIMIZER_{name.upper()}=y" for name in optimizers)]
@@ -138,14 +139,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_make_show_serves_the_project_dashboard_on_the_configured_port(tmp_path, tracking_env):
     port = free_port()
     defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", f"CONFIG_TRACKIO_PORT={port}")))
     project = load_config(tmp_path).TRACKER_PROJECT
-    command = ["make", "--no-print-directory", "-C", str(tmp_path), "-f", str(REPO / "Makefile"),
-               f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed", "show"]
-    server = subprocess.Popen(command, env=child_env(BROWSER="true"), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(make_command(tmp_path, "show"), env=child_env(BROWSER="true"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -13,7 +13,7 @@ from adamwprune import matrix
 from adamwprune.kconfig.symbols import (ALLOWED_VALUES, CHOICES, FLOAT_RANGES, TRACKER_SWITCHES,
                                         TRAINER_DESTS)
 from adamwprune.kconfig.tree import open_tree
-from conftest import REPO
+from helpers import REPO
 
 AREAS = ("model", "training", "optimizer", "pruning", "tracking", "gpu", "matrix")
 

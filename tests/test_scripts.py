@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from test_kconfig import child_env
+from helpers import REPO, child_env
 
 SCRIPTS = REPO / "scripts"
 

@@ -55,9 +55,9 @@ def test_help_kconfig_and_the_settings_dataclass_give_the_same_defaults():
             assert shown[S.flag(name)] == ("''" if default == "" else str(default)), name
     compared = set()
     for model in CHOICES["MODEL"].values():
-        for optimizer, gpu_monitor in (("sgd", False), ("adamw", True)):
+        for optimizer, gpu_monitor in (("sgd", False), ("adamw", True), ("adamwspam", False), ("adamwadv", False)):
             kconfig = kconfig_defaults(model, optimizer, gpu_monitor)
-            expected = {**S.defaults_for(model), "optimizer": optimizer, "gpu_monitor": gpu_monitor}
+            expected = {**S.defaults_for(model, optimizer), "optimizer": optimizer, "gpu_monitor": gpu_monitor}
             assert kconfig == {name: expected[name] for name in kconfig}, (model, optimizer)
             compared |= set(kconfig)
     assert compared == set(trainer_dests().values())  # every setting with a symbol was compared
@@ -86,7 +86,7 @@ def test_adding_a_setting_is_one_field():
     parsed = build_parser(FAMILY, cls=extended).parse_args(["--dropout", "0.25"])
     assert parsed.dropout == 0.25 and help_defaults(extended)["--dropout"] == "0.0"
     assert trainer_dests(extended)["DROPOUT"] == "dropout"
-    assert float_ranges(extended)["DROPOUT"] == (0.0, 1.0, True)
+    assert float_ranges(extended)["DROPOUT"] == (0.0, 1.0, False, True)
     assert extended(dropout=0.5).dropout == 0.5
     with pytest.raises(UserError, match=r"dropout must be in \[0, 1\) \(got 1.0\)"):
         extended(dropout=1.0)
@@ -95,7 +95,8 @@ def test_adding_a_setting_is_one_field():
 @pytest.mark.parametrize("argv, message", [
     (["--momentum", "0.8"], "--momentum applies to --optimizer sgd only (this run has --optimizer adamw)"),
     (["--optimizer", "sgd", "--beta2", "0.9"],
-     "--beta2 applies to --optimizer adam, adamw, adamwspam, adamwprune only (this run has --optimizer sgd)"),
+     "--beta2 applies to --optimizer adam, adamw, adamwspam, adamwadv, adamwprune only "
+     "(this run has --optimizer sgd)"),
     (["--target-sparsity", "0.7"], "--target-sparsity applies to --pruning-method magnitude, movement, "
                                    "state only (this run has --pruning-method none)"),
     (["--lr-schedule", "constant", "--min-lr", "0"], "--min-lr applies to --lr-schedule cosine only"),

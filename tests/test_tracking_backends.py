@@ -14,7 +14,7 @@ from adamwprune.errors import UserError
 from adamwprune.tracking import ExperimentTracker
 from adamwprune.tracking.readback import wandb_history, wandb_run_dir
 from adamwprune.tracking.runinfo import read_run_info
-from conftest import trackio_rows
+from helpers import trackio_rows
 
 
 def _log_a_run(tracker):
@@ -24,6 +24,7 @@ def _log_a_run(tracker):
     tracker.log({"val_loss": float("nan"), "gpu_load_balance_quality": "Good"}, step=50)
 
 
+@pytest.mark.slow
 def test_both_backends_receive_every_point_with_the_same_steps(tracking_env):
     run_dir = tracking_env / "runs" / "r1"
     with ExperimentTracker("wandb,trackio", project="proj-both", run_name="r1", run_dir=run_dir,
@@ -46,6 +47,7 @@ def test_both_backends_receive_every_point_with_the_same_steps(tracking_env):
     assert math.isnan(by_step[50]["val_loss"]) and by_step[50]["train_loss"] == pytest.approx(5.0)
 
 
+@pytest.mark.slow
 def test_steps_auto_increment_when_not_given(tracking_env):
     with ExperimentTracker("trackio", project="proj-auto", run_name="r", run_dir=tracking_env / "r") as t:
         t.log({"a": 1.0})
@@ -88,6 +90,7 @@ def test_online_wandb_without_login_fails_fast(tracking_env, monkeypatch):
     assert not (tracking_env / "r").exists()
 
 
+@pytest.mark.slow
 def test_wandb_offline_switch_overrides_online_mode(tracking_env, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     with ExperimentTracker("wandb", project="p-off", run_name="r", run_dir=tracking_env / "r",
@@ -115,6 +118,7 @@ def test_bad_wandb_mode_and_reused_run_dir_are_clear_errors(tracking_env, monkey
         ExperimentTracker("none", project="p", run_name="r", run_dir=tracking_env / "r2")
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_runs(tracking_env):
     run_dir = tracking_env / "r"
     with ExperimentTracker("both", project="p-res", run_name="r", run_dir=run_dir) as tracker:
@@ -132,6 +136,7 @@ def test_resume_continues_the_same_runs(tracking_env):
     assert len(runs) == 2 and steps == [10, 10, 20]
 
 
+@pytest.mark.slow
 def test_finish_prints_run_dir_and_one_line_per_backend(tracking_env, capsys):
     run_dir = tracking_env / "r"
     with ExperimentTracker("both", project="p-print", run_name="r", run_dir=run_dir) as tracker:

@@ -16,7 +16,7 @@ from adamwprune.tracking import ExperimentTracker
 from adamwprune.tracking.journal import read_journal
 from adamwprune.tracking.readback import wandb_history, wandb_run_dir
 from adamwprune.tracking.runinfo import read_run_info
-from conftest import trackio_rows
+from helpers import trackio_rows
 
 LOGGER = textwrap.dedent("""
     import sys, time
@@ -64,6 +64,7 @@ def _wait_for_delivery(run_dir, timeout=90):
     raise AssertionError("delivery did not finish")
 
 
+@pytest.mark.slow
 def test_sigkill_of_trainer_loses_no_acknowledged_record(tracking_env):
     run_dir = tracking_env / "run"
     acked, _ = _start_logger(run_dir, "both")
@@ -81,6 +82,7 @@ def test_sigkill_of_trainer_loses_no_acknowledged_record(tracking_env):
     assert exit_code == 1  # W&B marks the run failed
 
 
+@pytest.mark.slow
 def test_replay_recovers_when_trainer_and_delivery_are_both_killed(tracking_env):
     run_dir = tracking_env / "run"
     acked, delivery_pid = _start_logger(run_dir, "trackio")
@@ -97,6 +99,7 @@ def test_replay_recovers_when_trainer_and_delivery_are_both_killed(tracking_env)
     assert len(trackio_rows("p-kill", "r")) == len(journal_steps)
 
 
+@pytest.mark.slow
 def test_replay_pushes_a_local_run_to_wandb_later(tracking_env):
     run_dir = tracking_env / "local"
     with ExperimentTracker("none", project="p-later", run_name="r", run_dir=run_dir) as tracker:
@@ -143,6 +146,7 @@ def faulty_backends(tracking_env, monkeypatch):
     return {name: f"faulty_backends:{name.title()}Backend" for name in ("raising", "failingstart")}
 
 
+@pytest.mark.slow
 def test_raising_backends_are_reported_once_and_spare_the_others(tracking_env, faulty_backends, capfd):
     extra = {"raising": "faulty_backends:RaisingBackend",
              "broken": "faulty_backends:FailingStartBackend"}
@@ -161,6 +165,7 @@ def test_raising_backends_are_reported_once_and_spare_the_others(tracking_env, f
     assert "adamwprune replay" in err
 
 
+@pytest.mark.slow
 def test_hanging_backend_neither_blocks_training_nor_the_other_backend(tracking_env, faulty_backends,
                                                                        capsys):
     tracker = ExperimentTracker("trackio", project="p-hang", run_name="r", run_dir=tracking_env / "r",

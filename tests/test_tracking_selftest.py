@@ -6,9 +6,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from adamwprune.tracking.readback import missing_points
 from adamwprune.tracking.selftest import fake_run
-from conftest import trackio_rows
+from helpers import trackio_rows
 
 
 def test_fake_run_looks_like_training():
@@ -44,6 +46,7 @@ def _selftest(backend, cwd):
                           cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_trackio_selftest_reads_every_point_back(tracking_env):
     done = _selftest("trackio", tracking_env)
     assert done.returncode == 0, done.stderr
@@ -53,6 +56,7 @@ def test_trackio_selftest_reads_every_point_back(tracking_env):
     assert len(rows) == len(fake_run())
 
 
+@pytest.mark.slow
 def test_wandb_selftest_goes_offline_without_login(tracking_env, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     done = _selftest("wandb", tracking_env)

@@ -8,7 +8,7 @@ from adamwprune.errors import UserError
 from adamwprune.train.cli import RUN_CONTROL, build_parser, main, parse_args
 from adamwprune.train.gpt2 import FAMILY
 from adamwprune.train.settings import DEFAULTS, METAS
-from conftest import TRAINER_CONTRACT_DESTS
+from helpers import TRAINER_CONTRACT_DESTS
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
     for dest, action in options.items():
         assert action.help and action.help.strip(), dest
     flags = {name for name in DEFAULTS if METAS[name].flag}  # all but the model family (the script's)
-    assert flags | set(RUN_CONTROL) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir", "restart"}
+    assert flags | set(RUN_CONTROL) == TRAINER_CONTRACT_DESTS | {"resume", "data_dir", "restart", "check_only"}
     assert flags | set(RUN_CONTROL) == set(options) - {"help"}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, trackio_rows
+from helpers import REPO, trackio_rows
 
 from adamwprune.errors import UserError
 from adamwprune.train.schedule import learning_rate
@@ -24,7 +24,8 @@ TRAIN = str(REPO / "gpt2" / "train.py")
 SMALL = ["--model-name", "gpt2-tiny", "--dataset", "pydocs", "--block-size", "32", "--batch-size", "4",
          "--gradient-accumulation", "1", "--eval-samples", "2", "--warmup-iters", "2",
          "--learning-rate", "2e-3", "--min-lr", "2e-4", "--device", "cpu"]
-TRAIN_METRICS = {"train_loss", "learning_rate", "sparsity", "tokens_per_sec"}
+TRAIN_METRICS = {"train_loss", "learning_rate", "sparsity", "grad_norm", "grad_norm_max", "tokens_per_sec"}
+ONCE_METRICS = {"optimizer_state_bytes"}  # at the first log point of each session
 VAL_METRICS = {"val_loss", "val_perplexity"}
 FINAL_METRICS = {"final/best_val_loss", "final/best_val_perplexity", "final/total_training_time"}
 
@@ -71,6 +72,7 @@ def assert_no_repeated_steps(rows: list[dict], metrics: set[str]) -> None:
         assert steps == sorted(set(steps)), (metric, steps)
 
 
+@pytest.mark.slow
 def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
     tmp = tracking_env
     proc = ok(train(tmp, *SMALL, "--max-iters", "6", "--log-interval", "2", "--eval-interval", "3",
@@ -84,7 +86,13 @@ def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
     for metric in FINAL_METRICS:
         assert steps_of(rows, metric) == [6], metric
     assert len({row["step"] for row in rows}) == len(rows)  # one record per step: nothing logged twice
-    assert set().union(*rows) == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS | {"step"}
+    assert set().union(*rows) == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS | ONCE_METRICS | {"step"}
+    assert steps_of(rows, "optimizer_state_bytes") == [2]
+    weights = torch.load(tmp / "runs/p-metrics/r1/ckpt_last.pt", weights_only=False)["model"].values()
+    params = sum({w.untyped_storage().data_ptr(): w.numel() for w in weights}.values())  # tied weights once
+    state_bytes = next(row["optimizer_state_bytes"] for row in rows if "optimizer_state_bytes" in row)
+    assert 8 * params <= state_bytes < 8 * params + 4096  # AdamW: two fp32 moments per weight, + step counts
+    assert all(0 < row["grad_norm"] <= row["grad_norm_max"] for row in rows if "grad_norm" in row)
 
     val = {row["step"]: row for row in rows if "val_loss" in row}
     for row in val.values():
@@ -113,6 +121,7 @@ def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
     assert 'trackio show --project "p-metrics"' in proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_env, monkeypatch):
     tmp = tracking_env
     common = [*SMALL, "--log-interval", "2", "--eval-interval", "2", "--tracker", "trackio",
@@ -162,6 +171,7 @@ def test_resume_continues_the_same_tracked_run_without_repeated_steps(tracking_e
     assert fresh.returncode == 2 and "continue it with --resume" in fresh.stderr
 
 
+@pytest.mark.slow
 def test_a_resumed_run_matches_an_uninterrupted_one_exactly(tracking_env):
     """Model, optimizer, data and eval RNG states all come back: same losses to the last bit."""
     tmp = tracking_env
@@ -204,6 +214,7 @@ def expected_ddp_train_losses(world_size: int, steps: int, accumulation: int, in
     return {interval * (i + 1): [rank[i] for rank in per_rank] for i in range(steps // interval)}
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_is_one_tracked_run(tracking_env):
     tmp = tracking_env
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -247,12 +258,13 @@ def test_unprepared_finewebedu_is_a_one_line_error_naming_make_prepare_data(trac
 
 
 def test_unavailable_optimizer_fails_at_once(tracking_env):
-    proc = train(tracking_env, *SMALL, "--optimizer", "adamwspam", "--tracker", "trackio")
+    proc = train(tracking_env, *SMALL, "--optimizer", "adamwprune", "--tracker", "trackio")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("gpt2/train.py: error: optimizer 'adamwspam' is not available yet; "
-                                   "use one of sgd, adam, adamw")
+    assert proc.stderr.strip() == ("gpt2/train.py: error: optimizer 'adamwprune' is not available yet; "
+                                   "use one of sgd, adam, adamw, adamwspam, adamwadv")
 
 
+@pytest.mark.slow
 def test_nan_loss_is_logged_and_stops_with_a_hint_to_lower_the_lr(tracking_env):
     tmp = tracking_env
     proc = train(tmp, *SMALL, "--optimizer", "sgd", "--learning-rate", "1e12", "--grad-clip", "0",
@@ -267,6 +279,7 @@ def test_nan_loss_is_logged_and_stops_with_a_hint_to_lower_the_lr(tracking_env):
     assert records[-1]["event"] == "end" and records[-1]["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_ckpt_last_marks_the_run_interrupted_and_resume_goes_on(tracking_env):
     tmp = tracking_env
     common = [*SMALL, "--log-interval", "1", "--eval-interval", "1000", "--tracker", "trackio",
@@ -297,6 +310,7 @@ def test_ctrl_c_saves_ckpt_last_marks_the_run_interrupted_and_resume_goes_on(tra
     assert steps_of(rows, "train_loss")[-3:] == [last_step, last_step + 1, last_step + 2]
 
 
+@pytest.mark.slow
 def test_flags_win_over_the_generated_config_in_a_real_run(tracking_env):
     tmp = tracking_env
     subprocess.run([sys.executable, "-m", "adamwprune.kconfig", "defconfig", "gpt2-pydocs-cpu",
@@ -317,6 +331,7 @@ def test_flags_win_over_the_generated_config_in_a_real_run(tracking_env):
     assert config["tracker_project"] == cfg.TRACKER_PROJECT
 
 
+@pytest.mark.slow
 def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
     tmp = tracking_env
     proc = ok(train(tmp, *SMALL, "--max-iters", "1000000", "--max-time", "2", "--log-interval", "5",
@@ -327,9 +342,9 @@ def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
     run_dir = tmp / "runs" / "p-time" / "r1"
     records = [r for r in journal(run_dir) if "step" in r]
     last = records[-1]
-    assert set(last["metrics"]) == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS
+    assert set(last["metrics"]) - ONCE_METRICS == TRAIN_METRICS | VAL_METRICS | FINAL_METRICS
     assert [r["step"] for r in records if "val_loss" in r["metrics"]] == [0, last["step"]]
-    assert 2.0 <= last["metrics"]["final/total_training_time"] < 30
+    assert last["metrics"]["final/total_training_time"] >= 2.0
     assert not any(key.startswith("gpu_") for r in records for key in r["metrics"])
     assert torch.load(run_dir / "ckpt_last.pt", weights_only=False)["iteration"] == last["step"]
     assert last["step"] >= 1  # how many steps fit in 2 s depends on the machine: nothing more is asserted
@@ -337,6 +352,7 @@ def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
 
 # --- resume: what it checks, what it restores --------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_with_another_optimizer_model_size_or_dataset_is_one_line_and_reopens_nothing(tracking_env):
     from adamwprune.data.tokens import byte_encoder, write_documents
 
@@ -369,6 +385,7 @@ def test_resume_with_another_optimizer_model_size_or_dataset_is_one_line_and_reo
     assert "resuming after iteration 2" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_its_first_checkpoint_restarts_under_its_name(tracking_env):
     tmp = tracking_env
     common = [*SMALL, "--optimizer", "sgd", "--grad-clip", "0", "--warmup-iters", "0", "--max-iters", "4",
@@ -401,6 +418,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_restarts_under_its_name(t
     assert [e["event"] for e in journal(run_dir) if "event" in e] == ["start", "end"]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_at_a_random_step_matches_an_uninterrupted_run(tracking_env):
     """The journal may be ahead of ckpt_last: no step is logged twice, best and elapsed time go on."""
     import random
@@ -469,6 +487,7 @@ def test_an_infinite_loss_stops_the_run_as_diverged(tracking_env):
                    run_dir=tracking_env / "run", run_info={})
 
 
+@pytest.mark.slow
 def test_a_run_records_where_it_came_from_in_run_json_trackio_and_wandb(tracking_env):
     import importlib.metadata
     import shlex

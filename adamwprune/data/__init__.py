@@ -21,13 +21,12 @@ from adamwprune.errors import UserError
 class DatasetInfo:
     name: str
     description: str
-    needs_prepare: bool  # False: built in memory on load
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "finewebedu": DatasetInfo("finewebedu", "FineWeb-Edu sample-10BT (HF datasets), GPT-2 BPE, uint16 shards", True),
-    "shakespeare": DatasetInfo("shakespeare", "tiny-shakespeare (1.1 MB), GPT-2 BPE, 90/10 split", True),
-    "pydocs": DatasetInfo("pydocs", "Python's bundled docs (pydoc_data), byte-level, offline, 90/10 split", False),
+    "finewebedu": DatasetInfo("finewebedu", "FineWeb-Edu sample-10BT (HF datasets), GPT-2 BPE, uint16 shards"),
+    "shakespeare": DatasetInfo("shakespeare", "tiny-shakespeare (1.1 MB), GPT-2 BPE, 90/10 split"),
+    "pydocs": DatasetInfo("pydocs", "Python's bundled docs (pydoc_data), byte-level, offline, 90/10 split"),
 }
 
 

@@ -9,7 +9,7 @@ class GpuMonitor:
     """Samples all GPUs every ``interval_s`` seconds and logs through ``tracker.log_system``.
 
     ``source`` defaults to NVML; without an NVIDIA GPU the monitor says so once
-    and does nothing. Samples are kept in ``history`` for the end-of-run graphs.
+    and does nothing.
     """
 
     def __init__(self, tracker, interval_s: float = 10.0, source=None):
@@ -19,7 +19,6 @@ class GpuMonitor:
         self.tracker = tracker
         self.interval_s = interval_s
         self.source = source
-        self.history: list[dict] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -40,7 +39,6 @@ class GpuMonitor:
         from adamwprune.gpu.metrics import gpu_metrics
 
         metrics = gpu_metrics(self.source.sample())
-        self.history.append(metrics)
         self.tracker.log_system(metrics)
         return metrics
 

@@ -18,10 +18,10 @@ from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, typed_values, write_pyconfig
 from adamwprune.kconfig.symbols import TRACKER_SWITCHES
 from adamwprune.kconfig.tree import (apply_command_line, auto_project_names, find_defconfig,
-                                     list_defconfigs, load_strict, open_tree, resolve_project,
-                                     set_symbol, tree_root, write_dotconfig)
+                                     list_defconfigs, load_tree, resolve_project, set_symbol,
+                                     tree_root, write_dotconfig)
 from adamwprune.tracking.naming import project_name
-from adamwprune.tracking.selection import BACKENDS, parse_trackers
+from adamwprune.tracking.selection import TRACKER_NAMES, parse_trackers
 
 PROG = "adamwprune.kconfig"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -52,8 +52,7 @@ def _shown(path: Path, root: Path) -> str:
 
 def cmd_defconfig(root: Path, args) -> int:
     path = find_defconfig(args.name, root)
-    kconf = open_tree(root)
-    load_strict(kconf, path)
+    kconf = load_tree(root, path)
     apply_command_line(kconf, _variables(args.set))
     resolve_project(kconf, root)
     try:
@@ -72,9 +71,8 @@ def cmd_defconfig(root: Path, args) -> int:
 
 def cmd_menuconfig(root: Path, args) -> int:
     dotconfig = root / DOTCONFIG
-    kconf = open_tree(root)
-    if dotconfig.exists():
-        load_strict(kconf, dotconfig)  # refuse to edit a broken .config silently
+    # loaded strictly: a broken .config is refused, never edited silently
+    kconf = load_tree(root, dotconfig if dotconfig.exists() else None)
     os.environ["KCONFIG_CONFIG"] = str(dotconfig)  # never fall back to another tree's .config
     import menuconfig
 
@@ -82,8 +80,7 @@ def cmd_menuconfig(root: Path, args) -> int:
     if not dotconfig.exists():
         print(f"no {DOTCONFIG} saved")
         return 0
-    kconf = open_tree(root)
-    load_strict(kconf, dotconfig)
+    kconf = load_tree(root, dotconfig)
     before = kconf.syms["TRACKER_PROJECT"].str_value
     if resolve_project(kconf, root) != before:
         write_dotconfig(kconf, dotconfig, "make menuconfig")
@@ -93,8 +90,7 @@ def cmd_menuconfig(root: Path, args) -> int:
 
 def cmd_savedefconfig(root: Path, args) -> int:
     """Write the minimal defconfig for .config (auto project name and trackers left out)."""
-    kconf = open_tree(root)
-    load_strict(kconf, root / DOTCONFIG)
+    kconf = load_tree(root, root / DOTCONFIG)
     if kconf.syms["TRACKER_PROJECT"].str_value in auto_project_names(root):
         set_symbol(kconf, "TRACKER_PROJECT", "")
     apply_command_line(kconf, {})  # trackers come from TRACKER= at defconfig time
@@ -127,8 +123,8 @@ def cmd_cli_set_var(root: Path, args) -> int:
 
 
 def cmd_tracker_enabled(root: Path, args) -> int:
-    if args.tracker not in BACKENDS:
-        raise UserError(f"unknown tracker {args.tracker!r}; valid choices: {', '.join(BACKENDS)}")
+    if args.tracker not in TRACKER_NAMES:
+        raise UserError(f"unknown tracker {args.tracker!r}; valid choices: {', '.join(TRACKER_NAMES)}")
     print("y" if args.tracker in parse_trackers(args.value) else "n")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from adamwprune.errors import UserError
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.kconfig.symbols import CHOICES, FLOAT_RANGES, allowed_values
-from adamwprune.kconfig.tree import PREFIX, choice_value, load_strict, open_tree, resolve_project
+from adamwprune.kconfig.tree import PREFIX, choice_value, load_tree, resolve_project
 
 DOTCONFIG = ".config"
 PYCONFIG = "config.py"
@@ -90,15 +90,16 @@ def typed_values(kconf) -> dict[str, object]:
 
 
 def parse_float(name: str, text: str) -> float:
-    low, high, high_open = FLOAT_RANGES[name]
+    low, high, low_open, high_open = FLOAT_RANGES[name]
     try:
         value = float(text)
     except ValueError:
         raise UserError(f'{PREFIX}{name}="{text}" is not a number (expected a float such as 6e-4)') from None
     too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or value < low or too_high:
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or too_high:
         bound = f"{high:g}" if math.isfinite(high) else "inf"
-        raise UserError(f'{PREFIX}{name}="{text}" is out of range: {low:g} <= value '
+        raise UserError(f'{PREFIX}{name}="{text}" is out of range: {low:g} {"<" if low_open else "<="} value '
                         f"{'<' if high_open else '<='} {bound}")
     return value
 
@@ -120,8 +121,7 @@ def write_pyconfig(kconf, root: Path) -> None:
 
 def regenerate(root: Path) -> None:
     """Parse root/.config with the Kconfig tree and rewrite root/config.py."""
-    kconf = open_tree(root)
-    load_strict(kconf, root / DOTCONFIG)
+    kconf = load_tree(root, root / DOTCONFIG)
     if kconf.syms["TRACKER_PROJECT"].str_value == "":
         resolve_project(kconf, root)  # a hand-written .config without a project name
     write_pyconfig(kconf, root)

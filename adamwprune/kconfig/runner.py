@@ -11,6 +11,7 @@ from adamwprune import child_env, matrix
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, load_config
 from adamwprune.kconfig.tree import available_hint, parse_command_line, tree_root
+from adamwprune.tracking.naming import run_dir_for
 from adamwprune.tracking.selection import format_trackers
 
 CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
@@ -24,17 +25,34 @@ def require_config(root: Path):
     return cfg
 
 
-def trainer_command(cfg, root: Path) -> list[str]:
-    """``python <model>/train.py``, or torchrun with NPROC processes when NPROC > 1."""
+def trainer_script(cfg, root: Path) -> Path:
     script = tree_root(root) / cfg.MODEL / "train.py"
     if not script.is_file():
         raise UserError(f"the {cfg.MODEL} trainer is not available yet ({cfg.MODEL}/train.py is "
                         "missing); GPT-2 trains today, e.g. make defconfig DEFCONFIG=gpt2-pydocs-cpu")
+    return script
+
+
+def trainer_command(cfg, root: Path) -> list[str]:
+    """``python <model>/train.py``, or torchrun with NPROC processes when NPROC > 1."""
+    script = trainer_script(cfg, root)
     nproc = getattr(cfg, "NPROC", 1)
     if nproc > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={nproc}", str(script)]
     return [sys.executable, str(script)]
+
+
+def preflight_command(cfg, root: Path) -> list[str] | None:
+    """``python <model>/train.py --check-only`` when NPROC > 1, else None (nothing to add).
+
+    Under torchrun every rank would report the same mistake (data not prepared, no CUDA
+    GPU, ...) and torchrun would add its own traceback; checked first in one process, the
+    mistake is one line and no process group is started for it.
+    """
+    if getattr(cfg, "NPROC", 1) <= 1:
+        return None
+    return [sys.executable, str(trainer_script(cfg, root)), "--check-only"]
 
 
 def variable_flags(variables: dict[str, str]) -> list[str]:
@@ -67,14 +85,24 @@ def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> in
     """One training run, or the test matrix when it has several combinations."""
     cfg = require_config(root)
     base = trainer_command(cfg, root)
+    check = preflight_command(cfg, root)
     extra = variable_flags(variables)
+
+    def start(flags: list[str]) -> int:
+        """One trainer run with ``flags``; under torchrun only once its checks have passed."""
+        if check:
+            status = launch(check + flags + extra, root)
+            if status != 0:
+                return status
+        return launch(base + flags + extra, root)
+
     combinations = matrix.expand(cfg)
     if not force_matrix and len(combinations) == 1:
-        return launch(base + extra, root)
+        return start([])
     prefix = cfg.TRACKER_RUN_NAME  # names this matrix, if set
 
     def run_dir(name: str) -> Path:
-        return Path(cfg.OUTPUT_DIR) / cfg.TRACKER_PROJECT / name
+        return run_dir_for(cfg.OUTPUT_DIR, cfg.TRACKER_PROJECT, name)
 
     def shown(name: str) -> str:
         return str(run_dir(name)) if (root / run_dir(name)).is_dir() else "(no run directory)"
@@ -85,8 +113,7 @@ def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> in
         raise UserError(f"test-matrix run directories already exist ({', '.join(taken)}); remove them, "
                         "or name this matrix with CONFIG_TRACKER_RUN_NAME (make menuconfig), "
                         "which prefixes its run names")
-    outcomes = matrix.run_all(combinations, cfg.MODEL, prefix,
-                              lambda flags: launch(base + flags + extra, root))
+    outcomes = matrix.run_all(combinations, cfg.MODEL, prefix, start)
     print("\n".join(matrix.summary(outcomes, shown)), flush=True)
     failed = [o.run_name for o in outcomes if not o.ok]
     if failed:

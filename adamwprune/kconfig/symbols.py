@@ -21,16 +21,18 @@ CHOICES: dict[str, dict[str, str]] = {
               "MODEL_RESNET18": "resnet18", "MODEL_RESNET50": "resnet50"},
     "LR_SCHEDULE": {"LR_SCHEDULE_COSINE": "cosine", "LR_SCHEDULE_CONSTANT": "constant"},
     "OPTIMIZER": {"OPTIMIZER_SGD": "sgd", "OPTIMIZER_ADAM": "adam", "OPTIMIZER_ADAMW": "adamw",
-                  "OPTIMIZER_ADAMWSPAM": "adamwspam", "OPTIMIZER_ADAMWPRUNE": "adamwprune"},
+                  "OPTIMIZER_ADAMWSPAM": "adamwspam", "OPTIMIZER_ADAMWADV": "adamwadv",
+                  "OPTIMIZER_ADAMWPRUNE": "adamwprune"},
     "PRUNING_METHOD": {"PRUNING_NONE": "none", "PRUNING_MAGNITUDE": "magnitude",
                        "PRUNING_MOVEMENT": "movement", "PRUNING_STATE": "state"},
 }
 
 
-def float_ranges(cls: type = settings.TrainSettings) -> dict[str, tuple[float, float, bool]]:
-    """float symbol -> (lowest allowed, highest allowed, highest is exclusive), from the settings."""
+def float_ranges(cls: type = settings.TrainSettings) -> dict[str, tuple[float, float, bool, bool]]:
+    """float symbol -> (lowest allowed, highest allowed, lowest is exclusive, highest is exclusive),
+    from the settings."""
     hints = typing.get_type_hints(cls)
-    return {info.symbol: (info.low, math.inf if info.high is None else info.high, info.high_open)
+    return {info.symbol: (info.low, math.inf if info.high is None else info.high, info.low_open, info.high_open)
             for name, info in settings.metas(cls).items() if info.symbol and hints[name] is float}
 
 

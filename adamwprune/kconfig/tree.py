@@ -61,6 +61,15 @@ def load_strict(kconf, path: Path) -> None:
         raise UserError(f"{path}: {problems[0]}{more}")
 
 
+def load_tree(root: Path, path: Path | None):
+    """The Kconfig tree of ``root`` with the configuration file ``path`` loaded strictly
+    (None: the tree's defaults)."""
+    kconf = open_tree(root)
+    if path is not None:
+        load_strict(kconf, path)
+    return kconf
+
+
 def _undefined_message(kconf, name: str) -> str:
     close = difflib.get_close_matches(name, [sym.name for sym in kconf.unique_defined_syms], n=1)
     hint = f"; did you mean {PREFIX}{close[0]}?" if close else ""

@@ -6,8 +6,8 @@ returns a torch optimizer whose counters and moments live in its own
 ``state_dict()`` (that is all a checkpoint saves of it). Register your own with
 :func:`register_optimizer`; docs/extending.md has a complete example.
 
-The research optimizers (AdamWSPAM, AdamWPrune) arrive in a later issue; until
-then asking for them is a user error that says so at once, before any work.
+AdamWPrune arrives in a later issue; until then asking for it is a user error
+that says so at once, before any work.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Builder = Callable[[list[dict[str, Any]], "TrainSettings"], "torch.optim.Optimizer"]
 
-REGISTRY: Registry[Builder] = Registry("optimizer", planned=("adamwspam", "adamwprune"))
+REGISTRY: Registry[Builder] = Registry("optimizer", planned=("adamwprune",))
 available, names, check_optimizer = REGISTRY.available, REGISTRY.names, REGISTRY.check
 
 
@@ -71,6 +71,36 @@ def _adamw(groups: list[dict[str, Any]], s: "TrainSettings"):
                           betas=(s.beta1, s.beta2))
 
 
+def _adamwspam(groups: list[dict[str, Any]], s: "TrainSettings"):
+    from adamwprune.optim.spam import AdamWSPAM
+
+    return fused_or_plain(AdamWSPAM, groups, lr=s.learning_rate, weight_decay=s.weight_decay,
+                          betas=(s.beta1, s.beta2), theta=s.spam_theta, clip=s.spam_enable_clip,
+                          clip_delay=s.spam_clip_delay,
+                          reset_interval=s.spam_interval if s.spam_periodic_reset else None,
+                          warmup_steps=s.spam_warmup_steps if s.spam_warmup else None,
+                          spike_threshold=s.spam_spike_threshold if s.spam_spike_detection else None,
+                          amsgrad=s.spam_amsgrad)
+
+
+def _adamwadv(groups: list[dict[str, Any]], s: "TrainSettings"):
+    """The original harness's "advanced" AdamW: AMSGrad (its weight decay 0.01 and minimum
+    learning rate 1e-6 are this optimizer's defaults in the settings)."""
+    import torch
+
+    return fused_or_plain(torch.optim.AdamW, groups, lr=s.learning_rate, weight_decay=s.weight_decay,
+                          betas=(s.beta1, s.beta2), amsgrad=s.adv_amsgrad)
+
+
+def interval_metrics(optimizer) -> dict[str, Any]:
+    """What an optimizer reports about the last log interval (AdamWSPAM: clipped fraction, resets,
+    the applied learning rate); {} for torch's own. Values may be device tensors."""
+    report = getattr(optimizer, "interval_metrics", None)
+    return report() if report is not None else {}
+
+
 register_optimizer("sgd", _sgd)
 register_optimizer("adam", _adam)
 register_optimizer("adamw", _adamw)
+register_optimizer("adamwspam", _adamwspam)
+register_optimizer("adamwadv", _adamwadv)

@@ -1,7 +1,7 @@
 """Tracker backends, run inside the delivery process only.
 
 A backend is a small class with ``start``, ``log``, ``finish`` and ``where``
-(after HF accelerate's GeneralTracker). ``BACKENDS`` maps a tracker name to the
+(after HF accelerate's GeneralTracker). ``BACKEND_CLASSES`` maps a tracker name to its
 class's import path; ExperimentTracker(extra_backends=...) adds custom ones.
 trackio and wandb are imported here, lazily, never in the training process.
 """
@@ -10,33 +10,18 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-BACKENDS = {
+from adamwprune.tracking.runinfo import RunInfo
+
+BACKEND_CLASSES = {
     "trackio": "adamwprune.tracking.backends:TrackioBackend",
     "wandb": "adamwprune.tracking.backends:WandbBackend",
 }
 
 
-@dataclass
-class RunInfo:
-    """What every backend needs to open the run (stored in ``<run_dir>/run.json``)."""
-
-    project: str
-    run_name: str
-    run_dir: Path
-    config: dict = field(default_factory=dict)
-    wandb_id: str = ""
-    wandb_entity: str | None = None
-    wandb_offline: bool = False
-    resume: bool = False
-
-
 class Backend:
     """One tracking system. Methods may raise or hang; the caller isolates them."""
-
-    name = "backend"
 
     def __init__(self, info: RunInfo):
         self.info = info
@@ -80,15 +65,14 @@ def trackio_show_command(project: str) -> str:
     return f'{prefix}{program} show --project "{project}"'
 
 
-def load_backend(name: str, import_path: str, info: RunInfo) -> Backend:
+def load_backend(import_path: str, info: RunInfo) -> Backend:
+    """An instance of the backend class at ``import_path`` (``module:Class``)."""
     module_name, _, class_name = import_path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(info)
 
 
 class TrackioBackend(Backend):
-    name = "trackio"
-
     def start(self) -> None:
         import trackio
 
@@ -117,8 +101,6 @@ class TrackioBackend(Backend):
 
 
 class WandbBackend(Backend):
-    name = "wandb"
-
     def start(self) -> None:
         import wandb
 

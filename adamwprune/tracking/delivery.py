@@ -76,7 +76,7 @@ class BackendWorker(threading.Thread):
     def run(self) -> None:
         already = None
         try:
-            self._backend = load_backend(self.backend_name, self.import_path, self.info)
+            self._backend = load_backend(self.import_path, self.info)
             if self.skip_delivered:
                 already = self._backend.delivered_filter()
             self._backend.start()

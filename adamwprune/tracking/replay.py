@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from adamwprune.errors import UserError
-from adamwprune.tracking.backends import BACKENDS
+from adamwprune.tracking.backends import BACKEND_CLASSES
 from adamwprune.tracking.delivery import Reporter, deliver
 from adamwprune.tracking.journal import JOURNAL_NAME
 from adamwprune.tracking.selection import parse_trackers
@@ -31,7 +31,7 @@ def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
     if offline != info.wandb_offline:
         info.wandb_offline = offline
         write_run_info(info)
-    result = deliver(run_dir, {name: BACKENDS[name] for name in names}, replay=True,
+    result = deliver(run_dir, {name: BACKEND_CLASSES[name] for name in names}, replay=True,
                      drain_timeout=timeout, report=Reporter(sys.stderr))
     for name, backend in result["backends"].items():
         line = (f"replay: {name}: {backend['delivered']} records delivered, {backend['skipped']} "

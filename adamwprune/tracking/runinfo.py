@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
 
 from adamwprune.fileio import atomic_write_bytes
-from adamwprune.tracking.backends import RunInfo
 
 RUN_INFO_NAME = "run.json"
+
+
+@dataclass
+class RunInfo:
+    """What every backend needs to open the run (stored in ``<run_dir>/run.json``)."""
+
+    project: str
+    run_name: str
+    run_dir: Path
+    config: dict = field(default_factory=dict)
+    wandb_id: str = ""
+    wandb_entity: str | None = None
+    wandb_offline: bool = False
+    resume: bool = False
 
 
 def new_wandb_id() -> str:

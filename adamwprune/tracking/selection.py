@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from adamwprune.errors import UserError
 
-BACKENDS = ("trackio", "wandb")
-ALIASES = {"none": (), "both": BACKENDS}
+TRACKER_NAMES = ("trackio", "wandb")  # the built-in trackers, in canonical order
+ALIASES = {"none": (), "both": TRACKER_NAMES}
 VALID_WORDS = ("none", "trackio", "wandb", "both")
 
 
@@ -35,12 +35,12 @@ def parse_trackers(text: str | None) -> tuple[str, ...]:
     if saw_none and chosen:
         raise UserError(f"tracker list {text!r} combines 'none' with a tracker; "
                         "use 'none' alone or list only trackers")
-    return tuple(name for name in BACKENDS if name in chosen)
+    return tuple(name for name in TRACKER_NAMES if name in chosen)
 
 
 def format_trackers(backends: tuple[str, ...] | list[str]) -> str:
     """The canonical spelling of a selection: ``none``, ``trackio``, ``wandb`` or ``both``."""
-    names = tuple(name for name in BACKENDS if name in backends)
+    names = tuple(name for name in TRACKER_NAMES if name in backends)
     if not names:
         return "none"
-    return "both" if names == BACKENDS else names[0]
+    return "both" if names == TRACKER_NAMES else names[0]

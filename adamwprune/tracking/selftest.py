@@ -58,7 +58,7 @@ def fake_run(iters: int = 300, log_interval: int = 10, eval_interval: int = 100,
 
 def run_selftest(backend: str, output_dir: Path) -> int:
     from adamwprune.tracking import ExperimentTracker
-    from adamwprune.tracking.naming import default_run_name, project_name
+    from adamwprune.tracking.naming import default_run_name, project_name, run_dir_for
     from adamwprune.tracking.readback import (missing_points, trackio_points, wandb_history,
                                               wandb_run_dir)
 
@@ -70,7 +70,7 @@ def run_selftest(backend: str, output_dir: Path) -> int:
             print("wandb-test: no W&B login found; running offline (WANDB_MODE=offline)", flush=True)
     project = project_name("tracker-selftest")
     run_name = default_run_name(f"{backend}-test", "fake")
-    run_dir = output_dir / project / run_name
+    run_dir = run_dir_for(output_dir, project, run_name)
     records = fake_run()
     with ExperimentTracker(backend, project=project, run_name=run_name, run_dir=run_dir,
                            config={"purpose": f"{backend}-test", "fake_data": True}) as tracker:

@@ -23,11 +23,11 @@ import orjson
 
 from adamwprune import child_env
 from adamwprune.errors import UserError
-from adamwprune.tracking.backends import BACKENDS, RunInfo
+from adamwprune.tracking.backends import BACKEND_CLASSES
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
 from adamwprune.tracking.protocol import is_rank_zero
-from adamwprune.tracking.runinfo import RUN_INFO_NAME, new_wandb_id, read_run_info, write_run_info
+from adamwprune.tracking.runinfo import RUN_INFO_NAME, RunInfo, new_wandb_id, read_run_info, write_run_info
 from adamwprune.tracking.selection import format_trackers, parse_trackers
 from adamwprune.tracking.values import split_metrics
 
@@ -80,7 +80,7 @@ class ExperimentTracker:
             self._last_step = last_step(journal_path)  # log_system / auto steps continue, not restart
         self._journal = JournalWriter(journal_path)
         self._journal.write_event("start", resumed=bool(offset), trackers=format_trackers(self.backends))
-        selected = {name: BACKENDS[name] for name in self.backends}
+        selected = {name: BACKEND_CLASSES[name] for name in self.backends}
         selected.update(extra_backends or {})
         if selected:
             self._delivery, self._wake_fd = _start_delivery(self.run_dir, selected, offset, finish_timeout)

@@ -21,7 +21,7 @@ from adamwprune.errors import UserError, run_main
 from adamwprune.train import settings as S
 from adamwprune.train.family import ModelFamily
 
-RUN_CONTROL = ("resume", "restart")  # flags that steer this invocation, not settings of the run
+RUN_CONTROL = ("resume", "restart", "check_only")  # flags that steer this invocation, not settings of the run
 
 
 def run_family(family: ModelFamily, argv: Sequence[str] | None) -> int:
@@ -67,6 +67,9 @@ def build_parser(family: ModelFamily, shown_defaults: dict[str, Any] | None = No
     run.add_argument("--restart", action="store_true",
                      help="start a run that stopped before its first checkpoint again under its name; "
                           "the old run directory is moved aside and its tracked run renamed")
+    run.add_argument("--check-only", action="store_true",
+                     help="check the flags, configuration, data, device and trackers, then exit without "
+                          "starting a run (make does this once before it starts torchrun)")
     return parser
 
 
@@ -87,9 +90,11 @@ def parse_args(family: ModelFamily, argv: Sequence[str] | None) -> argparse.Name
     configured = config_defaults()
     parsed = vars(build_parser(family, configured).parse_args(argv))
     given = {name: value for name, value in parsed.items() if name not in RUN_CONTROL}
-    return argparse.Namespace(**{**S.defaults_for(family.name), **configured, **given, "model": family.name},
+    optimizer = given.get("optimizer", configured.get("optimizer"))
+    defaults = S.defaults_for(family.name, optimizer)  # AdamWADV has its own weight decay and min lr
+    return argparse.Namespace(**{**defaults, **configured, **given, "model": family.name},
                               resume=parsed.get("resume"), restart=parsed.get("restart", False),
-                              given=set(given))
+                              check_only=parsed.get("check_only", False), given=set(given))
 
 
 def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
@@ -112,6 +117,9 @@ def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
     args = parse_args(family, argv)
     settings = settings_from_args(args)
     adapter = family.make_adapter(settings)  # opens and checks the data: before anything is created
+    if args.check_only:
+        check_environment(settings)
+        return 0
 
     from adamwprune.provenance import run_metadata
     from adamwprune.tracking import open_tracker
@@ -138,6 +146,20 @@ def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
     if ctx.is_main:
         _print_summary(result, settings, run_dir)
     return 130 if result.stop_reason == StopReason.INTERRUPTED else 0
+
+
+def check_environment(settings: S.TrainSettings) -> None:
+    """The checks the run makes later, once per process (device) or on rank 0 (trackers).
+
+    Done here, in one process, they fail with one line; under torchrun the same mistake
+    would be reported by every rank, and then by torchrun.
+    """
+    from adamwprune.tracking.selection import parse_trackers
+    from adamwprune.tracking.tracker import preflight
+    from adamwprune.train.distributed import resolve_device
+
+    resolve_device(settings.device)
+    preflight(parse_trackers(settings.tracker), settings.wandb_offline)
 
 
 def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, model_description: dict):

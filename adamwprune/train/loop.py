@@ -31,11 +31,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from adamwprune.errors import UserError
-from adamwprune.optim import build_optimizer
+from adamwprune.optim import build_optimizer, interval_metrics
 from adamwprune.pruning import build_pruner
 from adamwprune.tracking.protocol import NullTracker, Tracker
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.console import InterruptFlag, clock, si
+from adamwprune.train.meter import IntervalMeter, read_all
 from adamwprune.train.distributed import DistContext, all_reduce_mean, barrier, broadcast_int, gather_objects
 from adamwprune.train.schedule import learning_rate
 from adamwprune.train.settings import TrainSettings
@@ -119,33 +120,6 @@ def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, t
         tracker.finish(status=status)
 
 
-class IntervalMeter:
-    """Loss and throughput between two log points: the loss stays on the device until read."""
-
-    def __init__(self, device: str):
-        self.loss = torch.zeros((), device=device)
-        self.iters = 0           # steps whose loss is in ``loss``
-        self.timed_iters = 0     # steps since the clock started (an eval restarts it)
-        self.started = time.perf_counter()
-
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss += loss.detach()
-
-    def step(self) -> None:
-        self.iters += 1
-        self.timed_iters += 1
-
-    def restartclock(self) -> None:
-        """Throughput is timed from here: eval time is excluded by restarting after each eval."""
-        self.started = time.perf_counter()
-        self.timed_iters = 0
-
-    def reset(self) -> None:
-        self.loss.zero_()
-        self.iters = 0
-        self.restartclock()
-
-
 class Trainer:
     """State of one run of the loop; use :func:`train` rather than this class directly."""
 
@@ -168,6 +142,7 @@ class Trainer:
         self.current_lr = settings.learning_rate  # the LR of the step just taken
         self.sec_per_iter = 0.0          # last measured; for the ETA
         self.meter = IntervalMeter(ctx.device)
+        self.state_bytes_logged = False
         self.gpu_monitor = None
         self._interrupt = InterruptFlag()
         # built by setup():
@@ -265,17 +240,19 @@ class Trainer:
                 with self.autocast():
                     loss = self.adapter.loss(self.train_model, batch) / s.gradient_accumulation
                 loss.backward()
-            self.meter.add(loss)
+            self.meter.add_loss(loss)
         self.consistent = False
         self.pruner.before_step()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)  # before clipping, pruned gradients excluded
         if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), s.grad_clip, grad_norm)
         self.optimizer.step()
         self.pruner.after_step(self.iteration + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.iteration += 1              # with the update, so a checkpoint never pairs it with the old count
         self.consistent = True
-        self.meter.step()
+        self.meter.add_step(grad_norm)
 
     def _after_step(self) -> StopReason:
         """Measure at log points, decide whether to stop, then act on it."""
@@ -314,7 +291,7 @@ class Trainer:
         if evaluate or reason == StopReason.INTERRUPTED:
             self._save_last()
         if evaluate:
-            self.meter.restartclock()
+            self.meter.restart_clock()
         if reason == StopReason.DIVERGED:
             raise DivergedError(
                 f"training diverged: loss is {metrics.get('train_loss', float('nan'))} at iteration {it}; "
@@ -338,24 +315,34 @@ class Trainer:
         return self.elapsed_before + (time.perf_counter() - self.session_start)
 
     def _train_metrics(self) -> dict[str, float]:
-        """train_loss (mean over the interval and the ranks), learning_rate, sparsity, throughput.
+        """train_loss (mean over the interval and the ranks), learning_rate, sparsity, grad norms,
+        throughput, the optimizer's own (AdamWSPAM: clipped fraction, resets, the applied rate).
 
         One host sync on rank 0; under DDP one all-reduce of the loss sum on every rank.
         """
         meter, metrics = self.meter, {}
         # Every rank reaches each log point (same steps everywhere): one collective per interval.
         loss_sum = all_reduce_mean(self.ctx, meter.loss.float())
+        from_optimizer = interval_metrics(self.optimizer)  # on every rank, so its counters restart
         if self.ctx.is_main:
-            sparsity = self.pruner.sparsity().to(loss_sum.device).float()
-            loss_sum_value, sparsity_value = torch.stack([loss_sum, sparsity]).tolist()
-            seconds = max(time.perf_counter() - meter.started, 1e-9)
+            steps, seconds = max(meter.iters, 1), meter.seconds()
+            values = read_all({"loss_sum": loss_sum, "sparsity": self.pruner.sparsity(),
+                               "grad_norm_sum": meter.grad_norm_sum, "grad_norm_max": meter.grad_norm_max,
+                               **from_optimizer})
             if meter.timed_iters:
                 self.sec_per_iter = seconds / meter.timed_iters
-            metrics = {"train_loss": loss_sum_value / max(meter.iters, 1), "learning_rate": self.current_lr,
-                       "sparsity": sparsity_value,
-                       self.adapter.throughput_metric: meter.timed_iters * self.items_per_iter / seconds}
+            metrics = {"train_loss": values.pop("loss_sum") / steps, "learning_rate": self.current_lr,
+                       "sparsity": values.pop("sparsity"), "grad_norm": values.pop("grad_norm_sum") / steps,
+                       "grad_norm_max": values.pop("grad_norm_max"),
+                       self.adapter.throughput_metric: meter.timed_iters * self.items_per_iter / seconds,
+                       **values}
             if self.flops_per_iter_per_peak is not None and meter.timed_iters:
                 metrics["mfu"] = self.flops_per_iter_per_peak * meter.timed_iters / seconds
+            if not self.state_bytes_logged:  # once per session, when the optimizer state exists
+                metrics["optimizer_state_bytes"] = float(sum(
+                    t.numel() * t.element_size() for state in self.optimizer.state.values()
+                    for t in state.values() if torch.is_tensor(t)))
+                self.state_bytes_logged = True
         meter.reset()
         return metrics
 

@@ -28,7 +28,8 @@ DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "resnet18": ("cifar10", "cifar100"),
     "resnet50": ("cifar100", "cifar10"),
 }
-ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwprune")
+ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwadv", "adamwprune")
+SPAM = ("optimizer", ("adamwspam",))
 
 
 def pruning_methods() -> tuple[str, ...]:
@@ -48,6 +49,7 @@ class Meta:
     group: str
     symbol: str | None = None            # the Kconfig symbol (or derived choice name) that sets it
     low: float | None = None             # lowest allowed value
+    low_open: bool = False               # the lowest value itself is not allowed: (low, high]
     high: float | None = None            # highest allowed value
     high_open: bool = False              # the highest value itself is not allowed: [low, high)
     # a tuple, or a function giving one (registries can grow after import)
@@ -133,6 +135,34 @@ class TrainSettings:
                            high_open=True, applies_to=("optimizer", ADAM_FAMILY))
     momentum: float = setting(0.9, "SGD momentum", "optimizer", symbol="SGD_MOMENTUM", low=0.0, high=1.0,
                               high_open=True, applies_to=("optimizer", ("sgd",)))
+    # AdamWSPAM (adamwprune/optim/spam.py)
+    spam_theta: float = setting(50.0, "spike threshold θ: where g² > θ·v the gradient is clipped to "
+                                "sign(g)·sqrt(θ·v) (the original harness: 50; the authors' code: 5000)",
+                                "optimizer", symbol="SPAM_THETA", low=0.0, low_open=True, applies_to=SPAM)
+    spam_enable_clip: bool = setting(True, "spike-aware gradient clipping", "optimizer",
+                                     symbol="SPAM_ENABLE_CLIP", applies_to=SPAM)
+    spam_clip_delay: int = setting(20, "steps without clipping after the start and after each reset "
+                                   "(the second moment is 0 then)", "optimizer", symbol="SPAM_CLIP_DELAY",
+                                   low=0, high=100_000_000, applies_to=SPAM)
+    spam_periodic_reset: bool = setting(True, "set both moments to zero every --spam-interval steps",
+                                        "optimizer", symbol="SPAM_PERIODIC_RESET", applies_to=SPAM)
+    spam_interval: int = setting(1000, "optimizer steps between momentum resets", "optimizer",
+                                 symbol="SPAM_INTERVAL", low=1, high=100_000_000, applies_to=SPAM)
+    spam_warmup: bool = setting(True, "cosine learning-rate warm-up after the start and after each reset",
+                                "optimizer", symbol="SPAM_WARMUP", applies_to=SPAM)
+    spam_warmup_steps: int = setting(100, "steps of that warm-up", "optimizer", symbol="SPAM_WARMUP_STEPS",
+                                     low=0, high=100_000_000, applies_to=SPAM)
+    spam_spike_detection: bool = setting(False, "soft reset (m x 0.5, v x 0.9) when the global gradient "
+                                         "norm spikes (the original harness's; not in the paper)",
+                                         "optimizer", symbol="SPAM_SPIKE_DETECTION", applies_to=SPAM)
+    spam_spike_threshold: float = setting(2.0, "z-score over the last 100 gradient norms that is a spike",
+                                          "optimizer", symbol="SPAM_SPIKE_THRESHOLD", low=0.0, low_open=True,
+                                          applies_to=SPAM)
+    spam_amsgrad: bool = setting(False, "AMSGrad (the original harness's; not in the paper)", "optimizer",
+                                 symbol="SPAM_AMSGRAD", applies_to=SPAM)
+    # AdamWADV
+    adv_amsgrad: bool = setting(True, "AMSGrad", "optimizer", symbol="ADV_AMSGRAD",
+                                applies_to=("optimizer", ("adamwadv",)))
     # pruning
     pruning_method: str = setting("none", "pruning method (magnitude, movement, state: not available yet)",
                                   "pruning", symbol="PRUNING_METHOD", choices=pruning.names)
@@ -204,6 +234,11 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Where an optimizer's defaults differ, on purpose: AdamWADV is the original harness's
+# "advanced" AdamW (Kconfig has the same, as defaults that depend on OPTIMIZER_ADAMWADV).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {"adamwadv": {"weight_decay": 0.01, "min_lr": 1e-6}}
+
+
 def register_model(model: str, datasets: tuple[str, ...], defaults: Mapping[str, Any] | None = None) -> None:
     """Make ``model`` a model family the settings accept, with its datasets and its own defaults."""
     DATASETS_BY_MODEL[model] = tuple(datasets)
@@ -214,9 +249,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def defaults_for(model: str) -> dict[str, Any]:
-    """Every setting's default for model family ``model``."""
-    return {**DEFAULTS, **MODEL_DEFAULTS[model]}
+def defaults_for(model: str, optimizer: str | None = None) -> dict[str, Any]:
+    """Every setting's default for model family ``model`` (and ``optimizer``, where it has its own)."""
+    return {**DEFAULTS, **MODEL_DEFAULTS[model], **OPTIMIZER_DEFAULTS.get(optimizer or "", {})}
 
 
 def check_value(field: dataclasses.Field, value: Any) -> None:
@@ -233,8 +268,11 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
     low = -math.inf if info.low is None else info.low
     high = math.inf if info.high is None else info.high
     too_high = value >= high if info.high_open else value > high
-    if low <= value and not too_high:
+    too_low = value <= low if info.low_open else value < low
+    if not too_low and not too_high:
         return
+    if info.low_open and math.isinf(high):
+        raise UserError(f"{name} must be greater than {low:g} (got {value})")
     if isinstance(field.default, float) and math.isfinite(high):  # a fraction such as beta: [0, 1)
         raise UserError(f"{name} must be in [{low:g}, {high:g}{')' if info.high_open else ']'} (got {value})")
     if too_high:

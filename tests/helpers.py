@@ -1,0 +1,107 @@
+"""Helpers shared by the test files (fixtures live in conftest.py).
+
+Test files import this module as ``helpers``: pytest puts tests/ on sys.path
+because tests/ is not a package (rootdir conftest, "prepend" import mode).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import adamwprune
+from adamwprune.train.settings import METAS
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = Path(sys.prefix)  # the venv running the tests; the Makefile's $(VENV)
+ERROR_PREFIX = "adamwprune.kconfig: error: "
+ASSIGNMENT_RE = re.compile(r"^CONFIG_(\w+)=(.*)$")
+UNSET_RE = re.compile(r"^# CONFIG_(\w+) is not set$")
+
+# The settings the Kconfig layer may set on the trainer (config <-> trainer contract), from the
+# one source of settings: every one with a Kconfig symbol, plus the tracker (from ENABLE_*).
+TRAINER_CONTRACT_DESTS = {name for name, info in METAS.items() if info.symbol} | {"tracker"}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """adamwprune's child environment, less the make variables and Kconfig paths of the
+    shell that runs the tests (they would change what a test sees), plus ``extra``."""
+    env = adamwprune.child_env()
+    for name in ("TRACKER", "GPU_MONITOR", "srctree", "KCONFIG_CONFIG"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def trackio_rows(project: str, run_name: str, env: dict | None = None) -> list[dict]:
+    """A Trackio run's rows, read in a fresh process (trackio reads TRACKIO_DIR at import)."""
+    code = ("import json, sys\n"
+            "from adamwprune.tracking.readback import trackio_points\n"
+            "rows = trackio_points(sys.argv[1], sys.argv[2])\n"
+            "print(json.dumps([{k: v for k, v in r.items() if k != 'timestamp'} for r in rows]))")
+    proc = subprocess.run([sys.executable, "-c", code, project, run_name], capture_output=True,
+                          text=True, env=env or child_env(), timeout=120, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- the configuration layer: python -m adamwprune.kconfig and make ------------------------
+
+def kconfig(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """``python -m adamwprune.kconfig ARGS`` in root."""
+    return subprocess.run([sys.executable, "-m", "adamwprune.kconfig", *args], cwd=root,
+                          env=child_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def make_command(root: Path, *args: str) -> list[str]:
+    """The real Makefile run in root, with this venv (its install stamp taken as done)."""
+    return ["make", "--no-print-directory", "-C", str(root), "-f", str(REPO / "Makefile"),
+            f"VENV={VENV}", "-o", str(VENV / ".installed"), *args]
+
+
+def make(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(make_command(root, *args), env=child_env(**env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single error line of a failed command (without the prefix)."""
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(ERROR_PREFIX), proc.stderr
+    return lines[0][len(ERROR_PREFIX):]
+
+
+def make_error(proc: subprocess.CompletedProcess) -> str:
+    """Our one error line in make's stderr (make adds its own "*** Error 2" line)."""
+    assert proc.returncode != 0, proc.stdout
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert len(ours) == 1 and ours[0].startswith(ERROR_PREFIX), proc.stderr
+    return ours[0][len(ERROR_PREFIX):]
+
+
+def read_assignments(path: Path) -> dict[str, str]:
+    """NAME -> raw value of a .config/defconfig ("n" for "# CONFIG_X is not set")."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if match := ASSIGNMENT_RE.match(line):
+            values[match.group(1)] = match.group(2)
+        elif match := UNSET_RE.match(line):
+            values[match.group(1)] = "n"
+    return values
+
+
+def defconfig(root: Path, name: str, *variables: str) -> subprocess.CompletedProcess:
+    """``make defconfig`` as make calls it (``--set VAR=VALUE`` per command-line variable)."""
+    args = ["defconfig", name] + [item for var in variables for item in ("--set", var)]
+    proc = kconfig(root, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def write_defconfig(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
