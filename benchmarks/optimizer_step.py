@@ -18,15 +18,18 @@ lr 6e-4, betas (0.9, 0.95), weight decay 0.1 (adamwadv: its own 0.01 default).
 
 Each variant first takes ``--warmup`` untimed steps, more than SPAM's clip delay (default 20;
 ``--spam-clip-delay`` lowers it to save warm-up time on a slow machine, the timed step is the
-same), so the clip runs in every timed step. Then ``--rounds`` rounds cycle through the variants (the
-order rotates by one each round, so machine noise hits all alike); in each round a variant
-takes ``--steps`` steps, each timed on its own (``torch.cuda.synchronize()`` before and
-after on a GPU). Reported per variant: the median ms per step over all timed steps, and
-the median over rounds of (its median in the round / adamw-fused's median in the round)
-with the range. No step reaches SPAM's momentum reset (step 1000), so that is not timed.
+same), so the clip runs in every timed step. Then ``--rounds`` rounds cycle through the
+variants (the order rotates by one each round, so machine noise hits all alike); in each
+round a variant takes ``--steps`` steps, each timed on its own (``torch.cuda.synchronize()``
+before and after on a GPU). Reported per variant: the median ms per step over all timed
+steps, the minimum, the median over rounds of (its median in the round / adamw-fused's
+median in the round) with the range, and minor page faults per timed step (CPU: fresh
+temporaries). With the defaults no step reaches SPAM's momentum reset (step 1000).
+``--clip-breakdown`` also times each op of SPAM's clip on the largest tensor.
+docs/benchmarks-optimizers.md has results and their reading.
 
-    python benchmarks/optimizer_step.py --models gpt2-tiny   # CPU, about 1 minute on 2 cores
-    python benchmarks/optimizer_step.py --models gpt2 --spam-clip-delay 1   # 124M, CPU, ~2-3 min
+    python benchmarks/optimizer_step.py --models gpt2-tiny   # CPU, ~2 minutes on 2 busy cores
+    python benchmarks/optimizer_step.py --models gpt2 --spam-clip-delay 1   # 124M, CPU, ~1.5-2.5 min
     python benchmarks/optimizer_step.py --device cuda        # both presets on a GPU
     python benchmarks/optimizer_step.py --models gpt2-tiny --rounds 5 --json out.json
 """
@@ -40,6 +43,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -235,14 +240,7 @@ def load() -> str:
 def machine(device: str) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     parts = [f"CPU {cpu}", f"torch {torch.__version__}", f"{torch.get_num_threads()} threads",
              f"Python {platform.python_version()}", platform.system()]
     if device.startswith("cuda"):

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine import cpu_name
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -222,14 +224,7 @@ def _sync(device: str) -> None:
 def machine_description() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}, {platform.system()}")
 

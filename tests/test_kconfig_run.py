@@ -100,7 +100,7 @@ def test_nproc_above_one_launches_torchrun(tmp_path):
 
 @pytest.mark.slow
 def test_matrix_runs_every_combination_goes_on_after_a_failure_and_summarizes(tmp_path):
-    optimizers = ("sgd", "adamw", "adamwspam")
+    optimizers = ("sgd", "adamw", "adamwprune")  # adamwprune is not available yet: one run fails
     lines = [*TINY, *(f"CONFIG_TEST_OPTIMIZER_{name.upper()}=y" for name in optimizers)]
     defconfig(tmp_path, str(write_defconfig(tmp_path / "m", *lines)))
     cfg = load_config(tmp_path)

@@ -96,6 +96,7 @@ def tiny_run(tmp_path, name: str, resume=None, **values):
     return [r for r in records if "step" in r]
 
 
+@pytest.mark.slow
 def test_resets_count_optimizer_steps_with_gradient_accumulation_and_the_logged_rate_is_applied(tmp_path):
     records = tiny_run(tmp_path, "accum", gradient_accumulation=3, max_iters=12, spam_interval=5,
                        spam_warmup_steps=4)
@@ -110,6 +111,7 @@ def test_resets_count_optimizer_steps_with_gradient_accumulation_and_the_logged_
             assert r["metrics"]["learning_rate"] == pytest.approx(expected, rel=1e-12), r["step"]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit_across_a_reset(tmp_path):
     common = {"max_iters": 14, "spam_interval": 6, "spam_clip_delay": 2, "spam_warmup_steps": 3,
               "spam_spike_detection": True, "spam_amsgrad": True, "lr_schedule": "constant"}
@@ -126,6 +128,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit_across_a_reset(tm
     assert sum(r["metrics"].get("spam_resets", 0) for r in straight) == 2
 
 
+@pytest.mark.slow
 def test_the_loss_keeps_falling_across_a_momentum_reset(tmp_path):
     records = tiny_run(tmp_path, "falls", max_iters=80, spam_interval=20, spam_warmup_steps=5,
                        eval_interval=20, eval_samples=16, lr_schedule="constant", learning_rate=1e-3)

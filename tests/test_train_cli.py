@@ -55,7 +55,7 @@ def test_the_spec_command_line_parses():
     (["--tracker", "mlflow"], "unknown tracker 'mlflow'"),
     (["--tracker", "none,trackio"], "combines 'none' with a tracker"),
     (["--optimizer", "adamwprune"], "optimizer 'adamwprune' is not available yet"),
-    (["--pruning-method", "movement"], "pruning method 'movement' is not available yet"),
+    (["--pruning-method", "state"], "pruning method 'state' is not available yet"),
     (["--eval-interval", "0"], "eval-interval must be at least 1"),
     (["--beta1", "1.0"], r"beta1 must be in \[0, 1\) \(got 1.0\)"),
     (["--optimizer", "sgd", "--momentum", "-0.9"], r"momentum must be in \[0, 1\)"),

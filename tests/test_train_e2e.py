@@ -25,7 +25,7 @@ SMALL = ["--model-name", "gpt2-tiny", "--dataset", "pydocs", "--block-size", "32
          "--gradient-accumulation", "1", "--eval-samples", "2", "--warmup-iters", "2",
          "--learning-rate", "2e-3", "--min-lr", "2e-4", "--device", "cpu"]
 TRAIN_METRICS = {"train_loss", "learning_rate", "sparsity", "grad_norm", "grad_norm_max", "tokens_per_sec"}
-ONCE_METRICS = {"optimizer_state_bytes"}  # at the first log point of each session
+ONCE_METRICS = {"optimizer_state_bytes", "pruning_state_bytes"}  # at the first log point of each session
 VAL_METRICS = {"val_loss", "val_perplexity"}
 FINAL_METRICS = {"final/best_val_loss", "final/best_val_perplexity", "final/total_training_time"}
 

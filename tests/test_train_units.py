@@ -216,7 +216,7 @@ def test_unknown_optimizer_lists_the_choices():
         build_optimizer("lion", _groups(), TrainSettings())
 
 
-@pytest.mark.parametrize("method", ["magnitude", "movement", "state"])
+@pytest.mark.parametrize("method", ["state"])
 def test_pruning_methods_are_refused_until_they_exist(method):
     with pytest.raises(UserError, match=f"pruning method '{method}' is not available yet"):
         check_pruning_method(method)

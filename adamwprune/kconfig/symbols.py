@@ -51,6 +51,8 @@ DEVICES = ("auto", "cpu", "cuda")
 ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "GPT2_MODEL_NAME": settings.GPT2_MODEL_NAMES,
     "DEVICE": DEVICES,
+    "PRUNING_SCHEDULE": settings.PRUNING_SCHEDULES,
+    "PRUNING_SCOPE": settings.METAS["pruning_scope"].allowed(),
 }
 
 # bools that together give the trainer's --tracker value

@@ -101,7 +101,7 @@ class AdamWSPAM(torch.optim.AdamW):
             limit = state["exp_avg_sq"].mul(theta)
             spikes = p.grad.square() > limit
             p.grad.copy_(torch.where(spikes, p.grad.sign() * limit.sqrt(), p.grad))
-            self._clipped += spikes.sum()
+            self._clipped += torch.count_nonzero(spikes)
             self._elements += p.grad.numel()
 
     def _soft_reset_on_spike(self) -> None:

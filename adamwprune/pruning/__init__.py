@@ -11,12 +11,14 @@ place on the weights, pruned gradients and Adam moments kept at zero, masks save
 through ``state_dict``); a method only says how it scores weights and how sparse
 it should be at each step. docs/extending.md has a complete example.
 
-Magnitude, movement and state pruning arrive in a later issue; until then asking
-for them is a user error that says so at once.
+Magnitude and movement pruning live in ``pruning/methods.py`` on the schedules of
+``pruning/schedule.py``; state pruning (AdamWPrune) arrives in a later issue, and
+until then asking for it is a user error that says so at once.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from adamwprune.registry import Registry
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 Prunable = Sequence[tuple[str, "torch.nn.Parameter"]]
 Factory = Callable[[Prunable, "torch.optim.Optimizer", "TrainSettings"], "Pruner"]
 
-ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
-REGISTRY: Registry[Factory] = Registry("pruning method", planned=("magnitude", "movement", "state"))
+MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")  # Adam, AMSGrad, SGD
+REGISTRY: Registry[Factory] = Registry("pruning method", planned=("state",))
 available, names = REGISTRY.available, REGISTRY.names
 
 
@@ -106,12 +108,15 @@ class MaskedPruner:
     Masks are applied in place on the parameters (no forward hooks, no
     ``torch.nn.utils.prune``), so checkpoint keys, DDP and ``torch.compile`` see plain
     weights. ``before_step`` zeroes pruned gradients (the clip norm never counts them);
-    ``after_step`` re-zeroes pruned weights and their Adam moments, and every
-    ``interval`` steps asks :meth:`target_sparsity` and prunes the lowest
-    :meth:`scores` to reach it (globally, over all prunable weights).
+    ``after_step`` re-zeroes pruned weights and their Adam moments and, when
+    :meth:`update_due` (default: every ``interval`` steps), prunes the lowest
+    :meth:`scores` among the weights still alive until :meth:`target_sparsity` is reached:
+    exactly, over all prunable weights (``scope = "global"``) or in each one (``"layer"``).
+    Masks only grow: a pruned weight never comes back.
     """
 
     interval = 1
+    scope = "global"
 
     def __init__(self, prunable: Prunable, optimizer: Any, settings: Any = None):
         import torch
@@ -129,6 +134,9 @@ class MaskedPruner:
         """One tensor per weight: the lowest scores are pruned first."""
         raise NotImplementedError
 
+    def update_due(self, step: int) -> bool:
+        return step % self.interval == 0
+
     def before_step(self) -> None:
         for (_, weight), mask in zip(self.prunable, self.masks):
             if weight.grad is not None:
@@ -138,27 +146,35 @@ class MaskedPruner:
         import torch
 
         with torch.no_grad():
-            if step % self.interval == 0:
+            if self.update_due(step):
                 self._update_masks(self.target_sparsity(step))
             for (_, weight), mask in zip(self.prunable, self.masks):
                 weight.mul_(mask)
                 state = self.optimizer.state.get(weight, {})
-                for key in ADAM_MOMENTS:
+                for key in MOMENT_KEYS:
                     if key in state:
                         state[key].mul_(mask)
 
     def _update_masks(self, sparsity: float) -> None:
+        """Prune the lowest-scored live weights until ``sparsity`` of each group is pruned.
+
+        One host sync per update (the count of pruned weights), never per step."""
         import torch
 
-        total = sum(mask.numel() for mask in self.masks)
-        keep_out = int(sparsity * total)
-        if keep_out <= 0:
-            return
         scores = self.scores()
-        flat = torch.cat([score.flatten().float() for score in scores])
-        threshold = torch.kthvalue(flat.cpu(), keep_out).values.to(flat.device)
-        for mask, score in zip(self.masks, scores):
-            mask &= score > threshold  # ties at the threshold go too: at least the target
+        indices = list(range(len(self.masks)))
+        for group in ([[i] for i in indices] if self.scope == "layer" else [indices]):
+            masks = [self.masks[i] for i in group]
+            total = sum(mask.numel() for mask in masks)
+            more = int(round(sparsity * total)) - int(sum((~mask).sum() for mask in masks))
+            if more <= 0:
+                continue
+            flat = torch.cat([scores[i].detach().flatten().float().masked_fill(~self.masks[i].flatten(), math.inf)
+                              for i in group])
+            alive = torch.cat([mask.flatten() for mask in masks])
+            alive[torch.topk(flat, more, largest=False).indices] = False
+            for mask, part in zip(masks, alive.split([mask.numel() for mask in masks])):
+                mask.copy_(part.view_as(mask))
 
     def sparsity(self):
         return measure_sparsity(self.prunable)
@@ -172,3 +188,19 @@ class MaskedPruner:
 
 
 register_pruning_method("none", NoPruning)
+
+
+def _magnitude(prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> Pruner:
+    from adamwprune.pruning.methods import MagnitudePruner  # torch: imported when a run starts
+
+    return MagnitudePruner(prunable, optimizer, settings)
+
+
+def _movement(prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> Pruner:
+    from adamwprune.pruning.methods import MovementPruner
+
+    return MovementPruner(prunable, optimizer, settings)
+
+
+register_pruning_method("magnitude", _magnitude)
+register_pruning_method("movement", _movement)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from adamwprune.errors import UserError, run_main
+from adamwprune.pruning.schedule import short_ramp_warning
 from adamwprune.train import settings as S
 from adamwprune.train.family import ModelFamily
 
@@ -110,7 +111,11 @@ def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
     S.check_applicable(args.given, values)
     if args.resume and args.restart:
         raise UserError("--resume continues a run and --restart starts it again: give one of them")
-    return S.TrainSettings(**values)
+    settings = S.TrainSettings(**values)
+    warning = short_ramp_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return settings
 
 
 def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:

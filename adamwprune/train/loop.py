@@ -120,6 +120,14 @@ def train(adapter: ModelAdapter, settings: TrainSettings, *, ctx: DistContext, t
         tracker.finish(status=status)
 
 
+def _tensor_bytes(tree: Any) -> float:
+    """Bytes of every tensor in a nest of dicts and lists (an optimizer's or a pruner's state)."""
+    if torch.is_tensor(tree):
+        return float(tree.numel() * tree.element_size())
+    values = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    return float(sum(_tensor_bytes(value) for value in values))
+
+
 class Trainer:
     """State of one run of the loop; use :func:`train` rather than this class directly."""
 
@@ -339,9 +347,8 @@ class Trainer:
             if self.flops_per_iter_per_peak is not None and meter.timed_iters:
                 metrics["mfu"] = self.flops_per_iter_per_peak * meter.timed_iters / seconds
             if not self.state_bytes_logged:  # once per session, when the optimizer state exists
-                metrics["optimizer_state_bytes"] = float(sum(
-                    t.numel() * t.element_size() for state in self.optimizer.state.values()
-                    for t in state.values() if torch.is_tensor(t)))
+                metrics["optimizer_state_bytes"] = _tensor_bytes(list(self.optimizer.state.values()))
+                metrics["pruning_state_bytes"] = _tensor_bytes(self.pruner.state_dict())
                 self.state_bytes_logged = True
         meter.reset()
         return metrics
@@ -448,8 +455,9 @@ class Trainer:
     def _progress_line(self, metrics: dict[str, float], reason: StopReason) -> str:
         s, it = self.s, self.iteration
         rate = metrics.get(self.adapter.throughput_metric, 0.0)
+        lr = metrics.get("learning_rate", self.current_lr)  # the applied rate (AdamWSPAM warms it up)
         parts = [f"iter {it:>6}/{s.max_iters}", f"loss {metrics.get('train_loss', float('nan')):.4f}",
-                 f"lr {self.current_lr:.2e}", f"{si(rate)} {self.adapter.throughput_unit}/s"]
+                 f"lr {lr:.2e}", f"{si(rate)} {self.adapter.throughput_unit}/s"]
         if "mfu" in metrics:
             parts.append(f"mfu {100 * metrics['mfu']:.1f}%")
         elapsed = self.elapsed()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from adamwprune import optim, pruning
 from adamwprune.errors import UserError
+from adamwprune.pruning.schedule import SCHEDULES as PRUNING_SCHEDULES
 from adamwprune.train.schedule import SCHEDULES
 
 GPT2_MODEL_NAMES = ("gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -169,6 +170,14 @@ class TrainSettings:
     target_sparsity: float = setting(0.5, "fraction of prunable weights to zero", "pruning",
                                      symbol="TARGET_SPARSITY", low=0.0, high=1.0, high_open=True,
                                      applies_to=("pruning_method", pruning_methods))
+    pruning_schedule: str = setting("zhu-gupta", "how the sparsity rises over the ramp: zhu-gupta s(1-(1-p)^3), "
+                                    "cubic-in s*p^3, linear s*p", "pruning", symbol="PRUNING_SCHEDULE",
+                                    choices=PRUNING_SCHEDULES, applies_to=("pruning_method", pruning_methods))
+    pruning_interval: int = setting(50, "steps between mask updates", "pruning", symbol="PRUNING_FREQUENCY",
+                                    low=1, high=100_000_000, applies_to=("pruning_method", pruning_methods))
+    pruning_scope: str = setting("global", "global: one threshold over all prunable weights; layer: the same "
+                                 "sparsity in every weight matrix", "pruning", symbol="PRUNING_SCOPE",
+                                 choices=("global", "layer"), applies_to=("pruning_method", pruning_methods))
     pruning_warmup: int = setting(100, "steps before pruning starts", "pruning", symbol="PRUNING_WARMUP",
                                   low=0, high=100_000_000, applies_to=("pruning_method", pruning_methods))
     pruning_ramp: int = setting(0, "steps from 0 to the target sparsity after the warmup "

@@ -1,0 +1,183 @@
+"""Magnitude and movement pruning: schedules, exact targets, masks that only grow, zeros that stay
+zero (weights, gradients, moments), resume, and the logged sparsity read back from Trackio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from adamwprune.errors import UserError
+from adamwprune.optim import build_optimizer
+from adamwprune.pruning import build_pruner
+from adamwprune.pruning.methods import MovementPruner
+from adamwprune.pruning.schedule import scheduled_sparsity, short_ramp_warning
+from adamwprune.train import checkpoint as ckpt
+from adamwprune.train.cli import parse_args, settings_from_args
+from adamwprune.train.distributed import DistContext
+from adamwprune.train.gpt2 import FAMILY
+from adamwprune.train.loop import train
+from adamwprune.train.settings import TrainSettings
+from helpers import REPO, trackio_rows
+
+
+@pytest.mark.parametrize("schedule, halfway", [("zhu-gupta", 0.875), ("cubic-in", 0.125), ("linear", 0.5)])
+def test_each_schedule_at_chosen_steps(schedule, halfway):
+    at = dict(target=0.8, warmup=100, ramp=200, max_iters=1000, schedule=schedule)
+    assert scheduled_sparsity(99, **at) == 0.0 and scheduled_sparsity(100, **at) == 0.0
+    assert scheduled_sparsity(200, **at) == pytest.approx(0.8 * halfway)
+    assert scheduled_sparsity(300, **at) == scheduled_sparsity(900, **at) == pytest.approx(0.8)
+    assert scheduled_sparsity(550, **{**at, "ramp": 0}) == pytest.approx(0.8 * halfway)  # 0: until max-iters
+
+
+def toy(method: str, target: float, scope: str = "global", optimizer: str = "adamw", **values):
+    """A small MLP with its optimizer and pruner, trained by hand on a fixed regression task."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32),
+                                torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    settings = TrainSettings(optimizer=optimizer, pruning_method=method, target_sparsity=target,
+                             pruning_warmup=5, pruning_ramp=20, pruning_interval=3, pruning_scope=scope,
+                             max_iters=40, learning_rate=1e-2, min_lr=0.0, **values)
+    optimizer_ = build_optimizer(optimizer, [{"params": list(model.parameters())}], settings)
+    prunable = [(name, p) for name, p in model.named_parameters() if p.dim() == 2]
+    return model, optimizer_, build_pruner(method, prunable, optimizer_, settings), prunable
+
+
+def step(model, optimizer, pruner, number: int) -> None:
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(number))
+    loss = (model(x).squeeze(-1) - x[:, :4].sum(-1)).pow(2).mean()
+    loss.backward()
+    pruner.before_step()
+    optimizer.step()
+    pruner.after_step(number)
+    optimizer.zero_grad(set_to_none=True)
+
+
+def zero_fraction(weights) -> float:
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "movement"])
+@pytest.mark.parametrize("target", [0.5, 0.9])
+def test_each_method_reaches_its_target_and_masks_only_grow(method, target):
+    model, optimizer, pruner, prunable = toy(method, target)
+    previous = [mask.clone() for mask in pruner.masks]
+    for number in range(1, 41):
+        step(model, optimizer, pruner, number)
+        assert all(bool((old | ~new).all()) for old, new in zip(previous, pruner.masks)), number  # never back
+        previous = [mask.clone() for mask in pruner.masks]
+        if number == 25:  # the end of the ramp
+            assert abs(zero_fraction([p for _, p in prunable]) - target) < 0.005
+    assert abs(pruner.sparsity().item() - target) < 0.005
+    for (_, weight), mask in zip(prunable, pruner.masks):
+        assert bool((weight[~mask] == 0).all())
+        state = optimizer.state[weight]
+        assert bool((state["exp_avg"][~mask] == 0).all()) and bool((state["exp_avg_sq"][~mask] == 0).all())
+
+
+def test_layer_scope_gives_every_matrix_the_target():
+    model, optimizer, pruner, prunable = toy("magnitude", 0.7, scope="layer")
+    for number in range(1, 26):
+        step(model, optimizer, pruner, number)
+    assert all(abs(zero_fraction([p]) - 0.7) <= 0.5 / p.numel() for _, p in prunable)  # rounded per matrix
+
+
+def test_pruned_gradients_are_zero_before_the_step_and_sgd_momentum_too():
+    model, optimizer, pruner, prunable = toy("magnitude", 0.5, optimizer="sgd")
+    for number in range(1, 26):
+        step(model, optimizer, pruner, number)
+    x = torch.randn(8, 16)
+    model(x).sum().backward()
+    pruner.before_step()
+    for (_, weight), mask in zip(prunable, pruner.masks):
+        assert bool((weight.grad[~mask] == 0).all())
+        assert bool((optimizer.state[weight]["momentum_buffer"][~mask] == 0).all())
+
+
+def test_movement_scores_weights_that_the_gradient_pushes_towards_zero_lowest():
+    weight = torch.nn.Parameter(torch.tensor([[2.0, 2.0, -2.0, -2.0]]))
+    settings = TrainSettings(pruning_method="movement", target_sparsity=0.5, pruning_warmup=0, max_iters=10)
+    pruner = MovementPruner([("w", weight)], torch.optim.SGD([weight], lr=0.1), settings)
+    # descent moves w by -grad: towards zero for (2, +1) and (-2, -1), away for the others
+    weight.grad = torch.tensor([[1.0, -1.0, -1.0, 1.0]])
+    pruner.before_step()
+    assert pruner.scores()[0].tolist() == [[-2.0, 2.0, -2.0, 2.0]]  # S = -w * grad
+    pruner._update_masks(0.5)
+    assert pruner.masks[0].tolist() == [[False, True, False, True]]
+
+
+def test_bad_pruning_input_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"target-sparsity must be in \[0, 1\) \(got 1.0\)"):
+        settings_from_args(parse_args(FAMILY, ["--pruning-method", "magnitude", "--target-sparsity", "1"]))
+    with pytest.raises(UserError, match="unknown pruning-schedule 'cosine'"):
+        settings_from_args(parse_args(FAMILY, ["--pruning-method", "magnitude", "--pruning-schedule", "cosine"]))
+    with pytest.raises(UserError, match="--pruning-interval applies to --pruning-method"):
+        settings_from_args(parse_args(FAMILY, ["--pruning-interval", "10"]))
+    settings_from_args(parse_args(FAMILY, ["--pruning-method", "magnitude", "--target-sparsity", "0.8",
+                                           "--pruning-warmup", "50", "--pruning-ramp", "100", "--max-iters", "100"]))
+    warning = capsys.readouterr().err.strip()
+    assert warning == ("warning: the pruning ramp ends at step 150, after --max-iters 100: this run will reach "
+                       "70.0% sparsity, not the target 80.0%")
+    assert short_ramp_warning(TrainSettings()) is None
+
+
+def tiny_pruned_run(tmp_path, name, resume=False, **values):
+    settings = TrainSettings(**{"model_name": "gpt2-tiny", "dataset": "pydocs", "block_size": 32, "batch_size": 4,
+                                "eval_samples": 1, "log_interval": 1, "eval_interval": 6, "warmup_iters": 0,
+                                "learning_rate": 2e-3, "min_lr": 2e-4, "device": "cpu", "lr_schedule": "constant",
+                                "pruning_method": "movement", "target_sparsity": 0.6, "pruning_warmup": 2,
+                                "pruning_ramp": 8, "pruning_interval": 3, **values})
+    adapter = FAMILY.make_adapter(settings)
+    run_dir = tmp_path / name
+    from adamwprune.tracking import ExperimentTracker
+
+    tracker = ExperimentTracker("none", project="p", run_name=name, run_dir=run_dir, resume=resume)
+    state = (ckpt.check_resume_state(ckpt.load(run_dir / ckpt.LAST_NAME), adapter.describe(), settings)
+             if resume else None)
+    train(adapter, settings, ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
+          run_info={"project": "p", "run_name": name}, resume_state=state, progress=lambda line: None)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "step" in record]
+
+
+@pytest.mark.slow
+def test_a_resumed_pruned_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
+    straight = tiny_pruned_run(tmp_path, "straight", max_iters=14)
+    tiny_pruned_run(tmp_path, "resumed", max_iters=6)  # stops mid-ramp: masks and scores in ckpt_last
+    resumed = tiny_pruned_run(tmp_path, "resumed", resume=True, max_iters=14)
+
+    def values(records):
+        return {(r["step"], k): v for r in records for k, v in r["metrics"].items()
+                if k in ("train_loss", "val_loss", "sparsity", "grad_norm")}
+
+    assert values(straight) == values(resumed)
+    last = {name: ckpt.load(tmp_path / name / ckpt.LAST_NAME) for name in ("straight", "resumed")}
+    for a, b in zip(last["straight"]["pruner"]["movement"], last["resumed"]["pruner"]["movement"]):
+        assert torch.equal(a, b)
+    assert [r["metrics"]["sparsity"] for r in straight if r["step"] == 14] == [pytest.approx(0.6, abs=0.005)]
+
+
+@pytest.mark.slow
+def test_a_pruned_gpt2_run_logs_the_sparsity_of_its_checkpoint_to_trackio(tracking_env):
+    run_dir = tracking_env / "runs" / "p-prune" / "r1"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "gpt2" / "train.py"), "--dataset", "pydocs", "--model-name", "gpt2-tiny",
+         "--block-size", "32", "--batch-size", "4", "--eval-samples", "1", "--device", "cpu", "--max-iters", "12",
+         "--log-interval", "4", "--eval-interval", "4", "--pruning-method", "magnitude", "--target-sparsity", "0.5",
+         "--pruning-warmup", "2", "--pruning-ramp", "6", "--pruning-interval", "2", "--tracker", "trackio",
+         "--tracker-project", "p-prune", "--tracker-run-name", "r1", "--output-dir", str(tracking_env / "runs")],
+        cwd=tracking_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = trackio_rows("p-prune", "r1")
+    logged = {row["step"]: row["sparsity"] for row in rows if "sparsity" in row}
+    prunable = [t for name, t in ckpt.load(run_dir / ckpt.LAST_NAME)["model"].items()
+                if ".h." in name and t.dim() == 2]
+    assert logged[12] == pytest.approx(zero_fraction(prunable), abs=1e-9) and abs(logged[12] - 0.5) < 0.005
+    assert logged[4] < 0.5  # on the ramp
+    best = ckpt.load(run_dir / ckpt.BEST_NAME)  # the best eval's weights, masked
+    assert zero_fraction([t for name, t in best["model"].items() if ".h." in name and t.dim() == 2]) > 0.2
+    assert [row["step"] for row in rows if "pruning_state_bytes" in row] == [4]
