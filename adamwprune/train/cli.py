@@ -222,8 +222,8 @@ def _find_checkpoint(resume: str, output_dir: str, project: str, run_name: str) 
     if run_name:
         path = run_dir_for(output_dir, project, run_name) / LAST_NAME
         if not path.is_file():
-            hint = (" and it stopped before its first checkpoint; start it again with --restart"
-                    if path.parent.is_dir() else " (was --save-checkpoint off?)")
+            hint = (" (it stopped before its first checkpoint, or ran with --no-save-checkpoint); "
+                    "start it again with --restart" if path.parent.is_dir() else " (was --save-checkpoint off?)")
             raise UserError(f"cannot resume: {path} does not exist{hint}")
         return path
     project_dir = Path(output_dir) / project
