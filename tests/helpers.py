@@ -105,3 +105,28 @@ def defconfig(root: Path, name: str, *variables: str) -> subprocess.CompletedPro
 def write_defconfig(path: Path, *lines: str) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+TINY_GPT2 = {"model_name": "gpt2-tiny", "dataset": "pydocs", "block_size": 32, "batch_size": 4, "eval_samples": 1,
+             "log_interval": 1, "warmup_iters": 0, "learning_rate": 2e-3, "min_lr": 2e-4, "device": "cpu"}
+
+
+def train_tiny_gpt2(run_dir: Path, resume: bool = False, **values) -> list[dict]:
+    """Train gpt2-tiny on pydocs in this process through the real loop (tracker "none": the journal
+    only), resuming from run_dir's ckpt_last.pt when asked; returns the journal's metric records."""
+    from adamwprune.tracking import ExperimentTracker
+    from adamwprune.train import checkpoint as ckpt
+    from adamwprune.train.distributed import DistContext
+    from adamwprune.train.gpt2 import FAMILY
+    from adamwprune.train.loop import train
+    from adamwprune.train.settings import TrainSettings
+
+    settings = TrainSettings(**{**TINY_GPT2, **values})
+    adapter = FAMILY.make_adapter(settings)
+    tracker = ExperimentTracker("none", project="p", run_name=run_dir.name, run_dir=run_dir, resume=resume)
+    state = (ckpt.check_resume_state(ckpt.load(run_dir / ckpt.LAST_NAME), adapter.describe(), settings)
+             if resume else None)
+    train(adapter, settings, ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
+          run_info={"project": "p", "run_name": run_dir.name}, resume_state=state, progress=lambda line: None)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "step" in record]

@@ -3,7 +3,6 @@ zero (weights, gradients, moments), resume, and the logged sparsity read back fr
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -17,11 +16,9 @@ from adamwprune.pruning.methods import MovementPruner
 from adamwprune.pruning.schedule import scheduled_sparsity, short_ramp_warning
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.cli import parse_args, settings_from_args
-from adamwprune.train.distributed import DistContext
 from adamwprune.train.gpt2 import FAMILY
-from adamwprune.train.loop import train
 from adamwprune.train.settings import TrainSettings
-from helpers import REPO, trackio_rows
+from helpers import REPO, trackio_rows, train_tiny_gpt2
 
 
 @pytest.mark.parametrize("schedule, halfway", [("zhu-gupta", 0.875), ("cubic-in", 0.125), ("linear", 0.5)])
@@ -126,22 +123,9 @@ def test_bad_pruning_input_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 def tiny_pruned_run(tmp_path, name, resume=False, **values):
-    settings = TrainSettings(**{"model_name": "gpt2-tiny", "dataset": "pydocs", "block_size": 32, "batch_size": 4,
-                                "eval_samples": 1, "log_interval": 1, "eval_interval": 6, "warmup_iters": 0,
-                                "learning_rate": 2e-3, "min_lr": 2e-4, "device": "cpu", "lr_schedule": "constant",
-                                "pruning_method": "movement", "target_sparsity": 0.6, "pruning_warmup": 2,
-                                "pruning_ramp": 8, "pruning_interval": 3, **values})
-    adapter = FAMILY.make_adapter(settings)
-    run_dir = tmp_path / name
-    from adamwprune.tracking import ExperimentTracker
-
-    tracker = ExperimentTracker("none", project="p", run_name=name, run_dir=run_dir, resume=resume)
-    state = (ckpt.check_resume_state(ckpt.load(run_dir / ckpt.LAST_NAME), adapter.describe(), settings)
-             if resume else None)
-    train(adapter, settings, ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
-          run_info={"project": "p", "run_name": name}, resume_state=state, progress=lambda line: None)
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if "step" in record]
+    return train_tiny_gpt2(tmp_path / name, resume=resume, **{
+        "eval_interval": 6, "lr_schedule": "constant", "pruning_method": "movement", "target_sparsity": 0.6,
+        "pruning_warmup": 2, "pruning_ramp": 8, "pruning_interval": 3, **values})
 
 
 @pytest.mark.slow

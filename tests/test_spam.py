@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -11,13 +10,10 @@ import torch
 from adamwprune.errors import UserError
 from adamwprune.optim import build_optimizer
 from adamwprune.optim.spam import AdamWSPAM
-from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.cli import parse_args, settings_from_args
-from adamwprune.train.distributed import DistContext
+from helpers import train_tiny_gpt2
 from adamwprune.train.gpt2 import FAMILY
-from adamwprune.train.loop import train
 from adamwprune.train.schedule import learning_rate
-from adamwprune.train.settings import TrainSettings
 
 
 def spam(weight: torch.nn.Parameter, **options) -> AdamWSPAM:
@@ -78,22 +74,8 @@ def test_a_reset_zeroes_both_moments_but_not_the_step_count():
 # --- through the loop ----------------------------------------------------------------------------
 
 def tiny_run(tmp_path, name: str, resume=None, **values):
-    settings = TrainSettings(**{"model_name": "gpt2-tiny", "dataset": "pydocs", "block_size": 32,
-                                "batch_size": 4, "eval_samples": 1, "log_interval": 1, "eval_interval": 5,
-                                "warmup_iters": 0, "learning_rate": 2e-3, "min_lr": 2e-4,
-                                "optimizer": "adamwspam", "device": "cpu", **values})
-    adapter = FAMILY.make_adapter(settings)
-    run_dir = tmp_path / name
-    from adamwprune.tracking import ExperimentTracker
-
-    tracker = ExperimentTracker("none", project="p", run_name=name, run_dir=run_dir, resume=resume is not None)
-    state = None
-    if resume is not None:
-        state = ckpt.check_resume_state(ckpt.load(run_dir / ckpt.LAST_NAME), adapter.describe(), settings)
-    train(adapter, settings, ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
-          run_info={"project": "p", "run_name": name}, resume_state=state, progress=lambda line: None)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if "step" in r]
+    return train_tiny_gpt2(tmp_path / name, resume=resume is not None,
+                           **{"eval_interval": 5, "optimizer": "adamwspam", **values})
 
 
 @pytest.mark.slow
