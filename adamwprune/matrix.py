@@ -2,7 +2,10 @@
 
 A dimension with nothing selected in the "Test matrix" menu falls back to the
 single-run setting (OPTIMIZER, PRUNING_METHOD, TARGET_SPARSITY). Dense runs
-(pruning "none") happen once per optimizer, not once per sparsity.
+(pruning "none") happen once per optimizer, not once per sparsity. Pairs that cannot
+run together are left out (adamwprune runs with state pruning only, and state pruning
+with adamwprune only); a selection that leaves an optimizer or method without any run
+is a user error.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+from adamwprune.errors import UserError
+from adamwprune.pruning import pairing_error
 
 
 TEST_OPTIMIZERS = {"TEST_OPTIMIZER_SGD": "sgd", "TEST_OPTIMIZER_ADAM": "adam",
@@ -49,12 +55,15 @@ def expand(cfg) -> list[Combination]:
     optimizers = _selected(cfg, TEST_OPTIMIZERS) or [cfg.OPTIMIZER]
     methods = _selected(cfg, TEST_PRUNING_METHODS) or [cfg.PRUNING_METHOD]
     sparsities = _selected(cfg, TEST_SPARSITIES) or [cfg.TARGET_SPARSITY]
-    combinations = []
-    for optimizer in optimizers:
-        for method in methods:
-            for sparsity in ([0.0] if method == "none" else sparsities):
-                combinations.append(Combination(optimizer, method, sparsity))
-    return combinations
+    pairs = [(o, m) for o in optimizers for m in methods if pairing_error(o, m) is None]
+    for name, kind, paired in [(o, "optimizer", [p for p, _ in pairs]) for o in optimizers] + \
+                              [(m, "pruning method", [q for _, q in pairs]) for m in methods]:
+        if name not in paired:  # e.g. adamwprune without state pruning: it would not run at all
+            first = next(pairing_error(o, m) for o in optimizers for m in methods
+                         if name in (o, m) and pairing_error(o, m))
+            raise UserError(f"the test matrix has no run for {kind} {name}: {first}")
+    return [Combination(optimizer, method, sparsity) for optimizer, method in pairs
+            for sparsity in ([0.0] if method == "none" else sparsities)]
 
 
 @dataclass(frozen=True)

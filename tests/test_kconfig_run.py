@@ -16,7 +16,6 @@ import pytest
 
 from adamwprune import matrix
 from adamwprune.kconfig import load_config
-from adamwprune.optim import available as available_optimizers
 from helpers import (child_env, defconfig, kconfig, make, make_command, one_line_error, read_assignments,
                      trackio_rows, write_defconfig)
 
@@ -33,12 +32,13 @@ def run_jsons(root: Path, cfg) -> dict[str, dict]:
 
 # --- matrix expansion -----------------------------------------------------------------------
 
-def test_test_matrix_defconfig_expands_to_four_named_runs(tmp_path):
+def test_test_matrix_defconfig_expands_to_seven_named_runs(tmp_path):
     defconfig(tmp_path, "test-matrix-cpu")
     combinations = matrix.expand(load_config(tmp_path))
     assert [c.run_name("gpt2") for c in combinations] == [
-        "gpt2_adamw_none_0", "gpt2_adamw_magnitude_50",
-        "gpt2_adamwspam_none_0", "gpt2_adamwspam_magnitude_50"]
+        "gpt2_adamw_none_0", "gpt2_adamw_magnitude_50", "gpt2_adamw_movement_50",
+        "gpt2_adamwspam_none_0", "gpt2_adamwspam_magnitude_50", "gpt2_adamwspam_movement_50",
+        "gpt2_adamwprune_state_50"]
     assert combinations[1].flags("gpt2") == [
         "--optimizer", "adamw", "--pruning-method", "magnitude", "--target-sparsity", "0.5",
         "--tracker-run-name", "gpt2_adamw_magnitude_50"]
@@ -98,28 +98,63 @@ def test_nproc_above_one_launches_torchrun(tmp_path):
     assert run["config"]["world_size"] == 2
 
 
+def test_a_failed_matrix_run_does_not_stop_the_others_and_the_summary_names_it(capsys):
+    combinations = [matrix.Combination("sgd", "none", 0.0), matrix.Combination("adamw", "none", 0.0),
+                    matrix.Combination("adamwprune", "state", 0.5)]
+    launched = []
+
+    def launch(flags: list[str]) -> int:
+        launched.append(flags[1])
+        return 3 if flags[1] == "adamw" else 0
+
+    outcomes = matrix.run_all(combinations, "gpt2", "", launch)
+    assert launched == ["sgd", "adamw", "adamwprune"]
+    lines = matrix.summary(outcomes, lambda name: f"runs/p/{name}")
+    assert lines[1].split()[:4] == ["gpt2_adamw_none_0", "FAILED", "(exit", "3)"]
+    assert lines[2].split()[:2] == ["gpt2_adamwprune_state_50", "ok"] and lines[2].endswith("runs/p/gpt2_adamwprune_state_50")
+    assert lines[-1] == "test matrix: 3 runs, 2 ok, 1 failed"
+
+
+def test_the_matrix_pairs_adamwprune_with_state_pruning_only(tmp_path):
+    lines = ["CONFIG_DATASET=\"pydocs\"", "CONFIG_TEST_OPTIMIZER_ADAMW=y", "CONFIG_TEST_OPTIMIZER_ADAMWPRUNE=y",
+             "CONFIG_TEST_PRUNING_NONE=y", "CONFIG_TEST_PRUNING_MAGNITUDE=y", "CONFIG_TEST_SPARSITY_90=y"]
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", *lines, "CONFIG_TEST_PRUNING_STATE=y")))
+    assert [c.run_name("gpt2") for c in matrix.expand(load_config(tmp_path))] == [
+        "gpt2_adamw_none_0", "gpt2_adamw_magnitude_90", "gpt2_adamwprune_state_90"]
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", *lines)))  # adamwprune would have no run
+    message = one_line_error(kconfig(tmp_path, "run"))
+    assert message == ("the test matrix has no run for optimizer adamwprune: adamwprune prunes by its own "
+                       "state: use --pruning-method state, not none (for dense training use its base "
+                       "optimizer, e.g. --optimizer adamw)")
+
+
 @pytest.mark.slow
-def test_matrix_runs_every_combination_goes_on_after_a_failure_and_summarizes(tmp_path):
-    optimizers = ("sgd", "adamw", "adamwprune")  # adamwprune is not available yet: one run fails
-    lines = [*TINY, *(f"CONFIG_TEST_OPTIMIZER_{name.upper()}=y" for name in optimizers)]
+def test_matrix_runs_every_combination_and_summarizes(tmp_path):
+    lines = [*TINY, "CONFIG_PRUNING_WARMUP=2", "CONFIG_PRUNING_RAMP=2", "CONFIG_PRUNING_FREQUENCY=1",
+             *(f"CONFIG_TEST_OPTIMIZER_{name}=y" for name in ("SGD", "ADAMW", "ADAMWPRUNE")),
+             "CONFIG_TEST_PRUNING_NONE=y", "CONFIG_TEST_PRUNING_STATE=y"]
     defconfig(tmp_path, str(write_defconfig(tmp_path / "m", *lines)))
     cfg = load_config(tmp_path)
     proc = make(tmp_path, timeout=600)  # several optimizers selected: `make` runs the matrix
-    expected_ok = {f"gpt2_{name}_none_0": name in available_optimizers() for name in optimizers}
-    assert proc.returncode == (0 if all(expected_ok.values()) else 2), proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = ["gpt2_sgd_none_0", "gpt2_adamw_none_0", "gpt2_adamwprune_state_50"]
     summary = proc.stdout[proc.stdout.rindex("=== test matrix 3/3"):]
-    for name, ok in expected_ok.items():
+    for name in names:
         line = next(line for line in summary.splitlines() if line.strip().startswith(name + " "))
-        assert ("ok" in line.split()) == ok and ("FAILED" in line) != ok, line
-    assert f"test matrix: 3 runs, {sum(expected_ok.values())} ok" in summary
+        assert line.split()[1] == "ok", line
+    assert "test matrix: 3 runs, 3 ok, 0 failed" in summary
     runs = run_jsons(tmp_path, cfg)
-    assert sorted(runs) == sorted(name for name, ok in expected_ok.items() if ok)
+    assert sorted(runs) == sorted(names)
     for name, run in runs.items():
         assert run["config"]["optimizer"] == name.split("_")[1]
         assert run["config"]["tracker_run_name"] == name and run["config"]["block_size"] == 16
-        assert "target_sparsity" not in run["config"]  # dense, though TARGET_SPARSITY is 0.5
-        journal = (tmp_path / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
-        assert sum('"train_loss"' in line for line in journal) == 3
+        journal = [json.loads(line) for line in (tmp_path / run["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+        assert sum("train_loss" in r.get("metrics", {}) for r in journal) == 3
+        sparsity = [r["metrics"]["sparsity"] for r in journal if "sparsity" in r.get("metrics", {})]
+        if name.endswith("_none_0"):
+            assert "target_sparsity" not in run["config"] and sparsity == [0.0] * 3  # dense, though TARGET_SPARSITY is 0.5
+        else:  # pruned from the weights: 50 % from step 4 on
+            assert run["config"]["pruning_method"] == "state" and sparsity[-1] == pytest.approx(0.5, abs=0.005)
     # again: the run directories are taken, so it stops before training anything
     message = one_line_error(kconfig(tmp_path, "run"))
     assert "test-matrix run directories already exist" in message and "CONFIG_TRACKER_RUN_NAME" in message

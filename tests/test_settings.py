@@ -55,7 +55,8 @@ def test_help_kconfig_and_the_settings_dataclass_give_the_same_defaults():
             assert shown[S.flag(name)] == ("''" if default == "" else str(default)), name
     compared = set()
     for model in CHOICES["MODEL"].values():
-        for optimizer, gpu_monitor in (("sgd", False), ("adamw", True), ("adamwspam", False), ("adamwadv", False)):
+        for optimizer, gpu_monitor in (("sgd", False), ("adamw", True), ("adamwspam", False), ("adamwadv", False),
+                                          ("adamwprune", False)):
             kconfig = kconfig_defaults(model, optimizer, gpu_monitor)
             expected = {**S.defaults_for(model, optimizer), "optimizer": optimizer, "gpu_monitor": gpu_monitor}
             assert kconfig == {name: expected[name] for name in kconfig}, (model, optimizer)

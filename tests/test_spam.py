@@ -126,8 +126,10 @@ def test_the_loss_keeps_falling_across_a_momentum_reset(tmp_path):
     (["--optimizer", "adamwspam", "--spam-interval", "0"], "spam-interval must be at least 1"),
     (["--optimizer", "adamwspam", "--spam-warmup-steps", "-1"], "spam-warmup-steps must not be negative"),
     (["--optimizer", "adamwspam", "--spam-clip-delay", "-1"], "spam-clip-delay must not be negative"),
-    (["--optimizer", "adamw", "--spam-theta", "5"], "--spam-theta applies to --optimizer adamwspam only"),
-    (["--optimizer", "sgd", "--adv-amsgrad"], "--adv-amsgrad applies to --optimizer adamwadv only"),
+    (["--optimizer", "adamw", "--spam-theta", "5"], "--spam-theta applies to --optimizer adamwspam (or "
+     "adamwprune with --adamwprune-base adamwspam) only (this run steps with adamw)"),
+    (["--optimizer", "sgd", "--adv-amsgrad"], "--adv-amsgrad applies to --optimizer adamwadv (or "
+     "adamwprune with --adamwprune-base adamwadv) only (this run steps with sgd)"),
 ])
 def test_bad_spam_input_is_one_line_before_any_work(argv, message, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)

@@ -257,11 +257,12 @@ def test_unprepared_finewebedu_is_a_one_line_error_naming_make_prepare_data(trac
     assert not (tmp / "runs").exists()  # failed before any tracked run was created
 
 
-def test_unavailable_optimizer_fails_at_once(tracking_env):
-    proc = train(tracking_env, *SMALL, "--optimizer", "adamwprune", "--tracker", "trackio")
+def test_a_pruning_method_adamwprune_cannot_use_fails_at_once(tracking_env):
+    proc = train(tracking_env, *SMALL, "--optimizer", "adamwprune", "--pruning-method", "movement",
+                 "--tracker", "trackio")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("gpt2/train.py: error: optimizer 'adamwprune' is not available yet; "
-                                   "use one of sgd, adam, adamw, adamwspam, adamwadv")
+    assert proc.stderr.strip() == ("gpt2/train.py: error: adamwprune prunes by its own state: use "
+                                   "--pruning-method state, not movement")
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ import torch
 
 from adamwprune.data import get_dataset
 from adamwprune.errors import UserError
-from adamwprune.optim import build_optimizer, check_optimizer
-from adamwprune.pruning import NoPruning, build_pruner, check_pruning_method, measure_sparsity
+from adamwprune.optim import build_optimizer
+from adamwprune.pruning import NoPruning, build_pruner, measure_sparsity
 from adamwprune.tracking import ExperimentTracker, NullTracker
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.distributed import DistContext
@@ -205,21 +205,9 @@ def test_build_optimizer_gives_the_named_optimizer_with_per_group_decay(name, cl
         assert opt.param_groups[0]["betas"] == (0.8, 0.9)
 
 
-@pytest.mark.parametrize("name", ["adamwprune"])
-def test_research_optimizers_are_refused_until_they_exist(name):
-    with pytest.raises(UserError, match=f"optimizer '{name}' is not available yet"):
-        check_optimizer(name)
-
-
 def test_unknown_optimizer_lists_the_choices():
     with pytest.raises(UserError, match="choose one of sgd, adam, adamw, adamwspam, adamwadv, adamwprune"):
         build_optimizer("lion", _groups(), TrainSettings())
-
-
-@pytest.mark.parametrize("method", ["state"])
-def test_pruning_methods_are_refused_until_they_exist(method):
-    with pytest.raises(UserError, match=f"pruning method '{method}' is not available yet"):
-        check_pruning_method(method)
 
 
 def test_no_pruning_leaves_weights_untouched():

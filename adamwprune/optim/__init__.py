@@ -6,8 +6,9 @@ returns a torch optimizer whose counters and moments live in its own
 ``state_dict()`` (that is all a checkpoint saves of it). Register your own with
 :func:`register_optimizer`; docs/extending.md has a complete example.
 
-AdamWPrune arrives in a later issue; until then asking for it is a user error
-that says so at once, before any work.
+AdamWPrune (``adamwprune``) is its base optimizer (``--adamwprune-base``) paired with
+state pruning, which scores weights from that optimizer's moments
+(``adamwprune/pruning/variants.py``); the pairing is checked with the settings.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 Builder = Callable[[list[dict[str, Any]], "TrainSettings"], "torch.optim.Optimizer"]
 
-REGISTRY: Registry[Builder] = Registry("optimizer", planned=("adamwprune",))
-available, names, check_optimizer = REGISTRY.available, REGISTRY.names, REGISTRY.check
+REGISTRY: Registry[Builder] = Registry("optimizer")
+ADAMWPRUNE_BASES = ("adam", "adamw", "adamwadv", "adamwspam")  # the optimizers AdamWPrune can step with
+names, check_optimizer = REGISTRY.names, REGISTRY.check
 
 
 def register_optimizer(name: str, builder: Builder) -> None:
@@ -92,6 +94,12 @@ def _adamwadv(groups: list[dict[str, Any]], s: "TrainSettings"):
                           betas=(s.beta1, s.beta2), amsgrad=s.adv_amsgrad)
 
 
+def _adamwprune(groups: list[dict[str, Any]], s: "TrainSettings"):
+    """AdamWPrune steps with its base optimizer; its pruning (``--pruning-method state``) reads
+    that optimizer's moments, so it needs no state of its own beyond the masks."""
+    return REGISTRY[s.adamwprune_base](groups, s)
+
+
 def interval_metrics(optimizer) -> dict[str, Any]:
     """What an optimizer reports about the last log interval (AdamWSPAM: clipped fraction, resets,
     the applied learning rate); {} for torch's own. Values may be device tensors."""
@@ -104,3 +112,4 @@ register_optimizer("adam", _adam)
 register_optimizer("adamw", _adamw)
 register_optimizer("adamwspam", _adamwspam)
 register_optimizer("adamwadv", _adamwadv)
+register_optimizer("adamwprune", _adamwprune)

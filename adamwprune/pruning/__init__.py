@@ -11,9 +11,10 @@ place on the weights, pruned gradients and Adam moments kept at zero, masks save
 through ``state_dict``); a method only says how it scores weights and how sparse
 it should be at each step. docs/extending.md has a complete example.
 
-Magnitude and movement pruning live in ``pruning/methods.py`` on the schedules of
-``pruning/schedule.py``; state pruning (AdamWPrune) arrives in a later issue, and
-until then asking for it is a user error that says so at once.
+Magnitude, movement and state pruning (AdamWPrune's, scored by ``pruning/variants.py``)
+live in ``pruning/methods.py``, on the schedules of ``pruning/schedule.py``. State pruning
+reads the optimizer's moments, so it pairs with ``--optimizer adamwprune`` and only with it
+(:func:`pairing_error`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ Prunable = Sequence[tuple[str, "torch.nn.Parameter"]]
 Factory = Callable[[Prunable, "torch.optim.Optimizer", "TrainSettings"], "Pruner"]
 
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")  # Adam, AMSGrad, SGD
-REGISTRY: Registry[Factory] = Registry("pruning method", planned=("state",))
-available, names = REGISTRY.available, REGISTRY.names
+REGISTRY: Registry[Factory] = Registry("pruning method")
+names = REGISTRY.names
 
 
 class Pruner(Protocol):
@@ -107,12 +108,13 @@ class MaskedPruner:
 
     Masks are applied in place on the parameters (no forward hooks, no
     ``torch.nn.utils.prune``), so checkpoint keys, DDP and ``torch.compile`` see plain
-    weights. ``before_step`` zeroes pruned gradients (the clip norm never counts them);
-    ``after_step`` re-zeroes pruned weights and their Adam moments and, when
-    :meth:`update_due` (default: every ``interval`` steps), prunes the lowest
-    :meth:`scores` among the weights still alive until :meth:`target_sparsity` is reached:
-    exactly, over all prunable weights (``scope = "global"``) or in each one (``"layer"``).
-    Masks only grow: a pruned weight never comes back.
+    weights. ``before_step`` zeroes pruned gradients (the clip norm never counts them).
+    ``after_step``, when :meth:`update_due` (default: every ``interval`` steps), prunes the
+    lowest :meth:`scores` among the weights still alive until :meth:`target_sparsity` is
+    reached, exactly, in each of :meth:`groups` (all prunable weights with ``scope =
+    "global"``, each matrix with ``"layer"``), and zeroes the new pruned weights' optimizer
+    moments; then it re-zeroes every pruned weight. Masks only grow: a pruned weight never
+    comes back. Until the first weight is pruned, the per-step work is nothing at all.
     """
 
     interval = 1
@@ -125,6 +127,7 @@ class MaskedPruner:
         self.optimizer = optimizer
         self.settings = settings
         self.masks = [torch.ones_like(w, dtype=torch.bool) for _, w in self.prunable]
+        self.pruned = False  # no mask has a zero yet: nothing to apply per step
 
     def target_sparsity(self, step: int) -> float:
         """The fraction of prunable weights that should be zero after step ``step``."""
@@ -138,43 +141,63 @@ class MaskedPruner:
         return step % self.interval == 0
 
     def before_step(self) -> None:
-        for (_, weight), mask in zip(self.prunable, self.masks):
-            if weight.grad is not None:
-                weight.grad.mul_(mask)
+        import torch
+
+        if self.pruned:
+            pairs = [(w.grad, mask) for (_, w), mask in zip(self.prunable, self.masks) if w.grad is not None]
+            if pairs:
+                torch._foreach_mul_(*map(list, zip(*pairs)))
 
     def after_step(self, step: int) -> None:
         import torch
 
         with torch.no_grad():
-            if self.update_due(step):
-                self._update_masks(self.target_sparsity(step))
-            for (_, weight), mask in zip(self.prunable, self.masks):
-                weight.mul_(mask)
-                state = self.optimizer.state.get(weight, {})
-                for key in MOMENT_KEYS:
-                    if key in state:
-                        state[key].mul_(mask)
+            if self.update_due(step) and self._update_masks(self.target_sparsity(step)):
+                self.pruned = True
+                self._zero_moments()
+            if self.pruned:  # cheap insurance: a registered optimizer may not keep zeros at zero
+                torch._foreach_mul_([w for _, w in self.prunable], self.masks)
 
-    def _update_masks(self, sparsity: float) -> None:
-        """Prune the lowest-scored live weights until ``sparsity`` of each group is pruned.
+    def _zero_moments(self) -> None:
+        """Zero the optimizer's moments of pruned weights. They stay zero from then on: their
+        gradients are zeroed before every step, and every built-in optimizer's update of a zero
+        moment with a zero gradient is zero (tests check it after more steps and after resume)."""
+        for (_, weight), mask in zip(self.prunable, self.masks):
+            state = self.optimizer.state.get(weight, {})
+            for key in MOMENT_KEYS:
+                if key in state:
+                    state[key].mul_(mask)
+
+    def groups(self, sparsity: float) -> list[tuple[list[int], float]]:
+        """Which weights (indices into ``prunable``) share one threshold, and each group's sparsity."""
+        indices = list(range(len(self.masks)))
+        if self.scope == "layer":
+            return [([i], sparsity) for i in indices]
+        return [(indices, sparsity)]
+
+    def _update_masks(self, sparsity: float) -> bool:
+        """Prune the lowest-scored live weights until each group reaches its sparsity (see
+        :meth:`groups`); True when any weight was pruned.
 
         One host sync per update (the count of pruned weights), never per step."""
         import torch
 
         scores = self.scores()
-        indices = list(range(len(self.masks)))
-        for group in ([[i] for i in indices] if self.scope == "layer" else [indices]):
+        changed = False
+        for group, group_sparsity in self.groups(sparsity):
             masks = [self.masks[i] for i in group]
             total = sum(mask.numel() for mask in masks)
-            more = int(round(sparsity * total)) - int(sum((~mask).sum() for mask in masks))
+            more = int(round(group_sparsity * total)) - int(sum((~mask).sum() for mask in masks))
             if more <= 0:
                 continue
+            changed = True
             flat = torch.cat([scores[i].detach().flatten().float().masked_fill(~self.masks[i].flatten(), math.inf)
                               for i in group])
             alive = torch.cat([mask.flatten() for mask in masks])
             alive[torch.topk(flat, more, largest=False).indices] = False
             for mask, part in zip(masks, alive.split([mask.numel() for mask in masks])):
                 mask.copy_(part.view_as(mask))
+        return changed
 
     def sparsity(self):
         return measure_sparsity(self.prunable)
@@ -185,6 +208,7 @@ class MaskedPruner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for mask, saved in zip(self.masks, state["masks"]):
             mask.copy_(saved)
+        self.pruned = not all(bool(mask.all()) for mask in self.masks)
 
 
 register_pruning_method("none", NoPruning)
@@ -202,5 +226,29 @@ def _movement(prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> 
     return MovementPruner(prunable, optimizer, settings)
 
 
+def _state(prunable: Prunable, optimizer: Any, settings: "TrainSettings") -> Pruner:
+    from adamwprune.pruning.methods import StatePruner
+
+    return StatePruner(prunable, optimizer, settings)
+
+
 register_pruning_method("magnitude", _magnitude)
 register_pruning_method("movement", _movement)
+register_pruning_method("state", _state)
+
+# A pruning method that only works with one optimizer, and that optimizer only with it:
+# AdamWPrune's pruning scores weights from its own Adam moments, and AdamWPrune always prunes.
+PAIRED = {"state": "adamwprune"}
+
+
+def pairing_error(optimizer: str, method: str) -> str | None:
+    """Why ``--optimizer optimizer`` cannot run with ``--pruning-method method``, or None."""
+    for paired_method, paired_optimizer in PAIRED.items():
+        if method == paired_method and optimizer != paired_optimizer:
+            return (f"--pruning-method {method} scores weights from {paired_optimizer}'s own moments: "
+                    f"use --optimizer {paired_optimizer} (this run has --optimizer {optimizer})")
+        if optimizer == paired_optimizer and method != paired_method:
+            dense = "" if method != "none" else " (for dense training use its base optimizer, e.g. --optimizer adamw)"
+            return (f"{optimizer} prunes by its own state: use --pruning-method {paired_method}, "
+                    f"not {method}{dense}")
+    return None

@@ -1,6 +1,6 @@
-"""Magnitude and movement pruning, on the run's schedule (``pruning/schedule.py``).
+"""Magnitude, movement and state pruning, on the run's schedule (``pruning/schedule.py``).
 
-Both prune the weights the model adapter names as prunable (GPT-2: the 2-D weight
+All prune the weights the model adapter names as prunable (GPT-2: the 2-D weight
 matrices of the attention and MLP blocks; not the embeddings, the tied LM head, norms
 or biases). Masks are updated every ``--pruning-interval`` steps from
 ``--pruning-warmup`` on, and once more at the end of the ramp, so the target is met
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from adamwprune.pruning import MaskedPruner, Prunable
+from adamwprune.pruning import MaskedPruner, Prunable, variants
 from adamwprune.pruning.schedule import ramp_end, scheduled_sparsity
 
 
@@ -75,3 +75,27 @@ class MovementPruner(ScheduledPruner):
         for score, saved in zip(self.movement, state["movement"]):
             score.copy_(saved)
         self.steps_seen = int(state["steps_seen"])
+
+
+class StatePruner(ScheduledPruner):
+    """AdamWPrune's state pruning: weights scored from the optimizer's own Adam moments by
+    ``--adamwprune-variant`` (``pruning/variants.py`` has the formulas). It keeps no state of
+    its own besides the masks: the scores are computed from ``exp_avg`` and ``exp_avg_sq`` when
+    the masks are updated, so its ``pruning_state_bytes`` are the masks' (1 byte per weight)."""
+
+    def __init__(self, prunable: Prunable, optimizer: Any, settings: Any):
+        super().__init__(prunable, optimizer, settings)
+        self.variant = settings.adamwprune_variant
+
+    def scores(self) -> list[torch.Tensor]:
+        out = []
+        for _, weight in self.prunable:
+            state = self.optimizer.state.get(weight, {})
+            out.append(variants.score(self.variant, weight.detach(), state.get("exp_avg"), state.get("exp_avg_sq")))
+        return out
+
+    def groups(self, sparsity: float) -> list[tuple[list[int], float]]:
+        if self.variant not in variants.LAYERED:
+            return super().groups(sparsity)
+        by_depth = variants.layer_sparsities(sparsity, [mask.numel() for mask in self.masks])
+        return [([i], layer_sparsity) for i, layer_sparsity in enumerate(by_depth)]

@@ -460,6 +460,8 @@ class Trainer:
                  f"lr {lr:.2e}", f"{si(rate)} {self.adapter.throughput_unit}/s"]
         if "mfu" in metrics:
             parts.append(f"mfu {100 * metrics['mfu']:.1f}%")
+        if s.pruning_method != "none" and "sparsity" in metrics:
+            parts.append(f"sparsity {100 * metrics['sparsity']:.1f}%")
         elapsed = self.elapsed()
         parts.append(f"time {clock(elapsed)}")
         if reason == StopReason.CONTINUE:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from adamwprune import optim, pruning
 from adamwprune.errors import UserError
+from adamwprune.pruning import variants
 from adamwprune.pruning.schedule import SCHEDULES as PRUNING_SCHEDULES
 from adamwprune.train.schedule import SCHEDULES
 
@@ -30,7 +31,9 @@ DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "resnet50": ("cifar100", "cifar10"),
 }
 ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwadv", "adamwprune")
-SPAM = ("optimizer", ("adamwspam",))
+# "base_optimizer" is not a field: the optimizer that takes the steps (AdamWPrune's is --adamwprune-base)
+SPAM = ("base_optimizer", ("adamwspam",))
+ADAMWPRUNE = ("optimizer", ("adamwprune",))
 
 
 def pruning_methods() -> tuple[str, ...]:
@@ -126,7 +129,7 @@ class TrainSettings:
                           symbol="DEVICE", resumable=True)
     seed: int = setting(1337, "random seed", "training", symbol="SEED", low=0, high=2_147_483_647)
     # optimizer
-    optimizer: str = setting("adamw", "optimizer (adamwspam and adamwprune: not available yet)",
+    optimizer: str = setting("adamw", "optimizer (adamwprune: its --adamwprune-base, pruning by its own state)",
                              "optimizer", symbol="OPTIMIZER", choices=optim.names)
     weight_decay: float = setting(0.1, "weight decay (2-D weights only): decoupled for AdamW variants, "
                                   "L2 for SGD and Adam", "optimizer", symbol="WEIGHT_DECAY", low=0.0)
@@ -163,10 +166,17 @@ class TrainSettings:
                                  symbol="SPAM_AMSGRAD", applies_to=SPAM)
     # AdamWADV
     adv_amsgrad: bool = setting(True, "AMSGrad", "optimizer", symbol="ADV_AMSGRAD",
-                                applies_to=("optimizer", ("adamwadv",)))
+                                applies_to=("base_optimizer", ("adamwadv",)))
+    # AdamWPrune: a base optimizer plus state pruning (adamwprune/pruning/variants.py)
+    adamwprune_base: str = setting("adamw", "the optimizer AdamWPrune steps with (its own settings apply)",
+                                   "optimizer", symbol="ADAMWPRUNE_BASE", choices=optim.ADAMWPRUNE_BASES,
+                                   applies_to=ADAMWPRUNE)
     # pruning
-    pruning_method: str = setting("none", "pruning method (magnitude, movement, state: not available yet)",
+    pruning_method: str = setting("none", "pruning method (state: with --optimizer adamwprune only)",
                                   "pruning", symbol="PRUNING_METHOD", choices=pruning.names)
+    adamwprune_variant: str = setting(variants.DEFAULT, "how state pruning scores weights from the Adam "
+                                      "moments (formulas: docs/training.md)", "pruning",
+                                      symbol="ADAMWPRUNE_VARIANT", choices=variants.names, applies_to=ADAMWPRUNE)
     target_sparsity: float = setting(0.5, "fraction of prunable weights to zero", "pruning",
                                      symbol="TARGET_SPARSITY", low=0.0, high=1.0, high_open=True,
                                      applies_to=("pruning_method", pruning_methods))
@@ -203,21 +213,30 @@ class TrainSettings:
     def __post_init__(self) -> None:
         self.check()  # every run, from the command line or not, is checked here
 
+    @property
+    def base_optimizer(self) -> str:
+        return base_optimizer(vars(self))
+
     def check(self) -> None:
         """Raise a UserError naming the flag of the first value out of its range or choices."""
+        if self.adamwprune_variant in variants.REFUSED:
+            raise UserError(variants.REFUSED[self.adamwprune_variant])
         for field in dataclasses.fields(self):
             check_value(field, getattr(self, field.name))
         datasets = DATASETS_BY_MODEL[self.model]
         if self.dataset not in datasets:
             raise UserError(f"unknown dataset {self.dataset!r} for {self.model}; choose one of: "
                             f"{', '.join(datasets)}")
+        mismatch = pruning.pairing_error(self.optimizer, self.pruning_method)
+        if mismatch:
+            raise UserError(mismatch)
         if self.lr_schedule == "cosine" and self.min_lr > self.learning_rate:
             raise UserError(f"min-lr ({self.min_lr:g}) must not exceed learning-rate ({self.learning_rate:g})")
 
     def applies(self, name: str) -> bool:
         """Whether setting ``name`` means anything for this run (momentum: only with SGD)."""
         info = METAS[name]
-        return info.applies_to is None or getattr(self, info.applies_to[0]) in info.applies_with()
+        return info.applies_to is None or selector_value(vars(self), info.applies_to[0]) in info.applies_with()
 
     def tracked(self) -> dict[str, Any]:
         """The settings that apply to this run, for the tracked config (no SGD momentum of an AdamW run)."""
@@ -245,7 +264,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # Where an optimizer's defaults differ, on purpose: AdamWADV is the original harness's
 # "advanced" AdamW (Kconfig has the same, as defaults that depend on OPTIMIZER_ADAMWADV).
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {"adamwadv": {"weight_decay": 0.01, "min_lr": 1e-6}}
+# AdamWPrune always prunes by its own state, so choosing it chooses that method.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {"adamwadv": {"weight_decay": 0.01, "min_lr": 1e-6},
+                                                 "adamwprune": {"pruning_method": "state"}}
 
 
 def register_model(model: str, datasets: tuple[str, ...], defaults: Mapping[str, Any] | None = None) -> None:
@@ -290,16 +311,28 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
                     else f"{name} must be at least {low:g} (got {value})")
 
 
+def base_optimizer(values: Mapping[str, Any]) -> str:
+    """The optimizer that takes the steps: AdamWPrune's base, else the optimizer itself."""
+    return values["adamwprune_base"] if values["optimizer"] == "adamwprune" else values["optimizer"]
+
+
+def selector_value(values: Mapping[str, Any], selector: str) -> Any:
+    return base_optimizer(values) if selector == "base_optimizer" else values[selector]
+
+
 def check_applicable(given: Iterable[str], values: Mapping[str, Any]) -> None:
     """Refuse a flag given for a method that is not selected: ``--momentum`` with AdamW."""
     for name in given:
         info = METAS[name]
-        if info.applies_to is None or values[info.applies_to[0]] in info.applies_with():
+        if info.applies_to is None or selector_value(values, info.applies_to[0]) in info.applies_with():
             continue
         selector = info.applies_to[0]
+        choices = ", ".join(str(value) for value in info.applies_with())
         if selector == "gpu_monitor":
             raise UserError(f"{flag(name)} applies with {flag(selector)} only")
-        choices = ", ".join(str(value) for value in info.applies_with())
+        if selector == "base_optimizer":
+            raise UserError(f"{flag(name)} applies to --optimizer {choices} (or adamwprune with "
+                            f"--adamwprune-base {choices}) only (this run steps with {base_optimizer(values)})")
         raise UserError(f"{flag(name)} applies to {flag(selector)} {choices} only "
                         f"(this run has {flag(selector)} {values[selector]})")
 
