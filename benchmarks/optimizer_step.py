@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Optimizer step time: AdamWSPAM and AdamWADV against torch's fused and foreach AdamW.
+"""Optimizer step time: AdamWSPAM, AdamWADV and AdamWPrune against torch's fused and foreach AdamW.
 
 Every variant gets its own copy of the same GPT-2 model (same seed) with the same fake,
 fixed gradients: ``p.grad`` is filled once from a seeded generator and never recomputed,
@@ -11,7 +11,12 @@ so only ``optimizer.step()`` is timed (no forward or backward). Variants:
   underneath, spike-aware clip on);
 - ``adamwspam-noclip``: the same with ``spam_enable_clip=False``: the difference to
   ``adamwspam`` is what the per-parameter clip costs;
-- ``adamwadv``:      the registry's ``adamwadv`` (fused AdamW with AMSGrad).
+- ``adamwadv``:      the registry's ``adamwadv`` (fused AdamW with AMSGrad);
+- ``adamwprune-bitter0``, ``adamwprune-bitter7``: the registry's ``adamwprune`` (fused AdamW
+  base) with its state pruner around the step, as the training loop calls it
+  (``before_step``, ``step``, ``after_step``): pruning from step 0 towards 50 % over 1000
+  steps, a global mask update every 10 steps. Every timed round of 10 steps holds exactly one
+  mask update, so the mean per step is the cost with the updates amortized over the interval.
 
 All use the model's two parameter groups (weight decay on the >= 2-D tensors only),
 lr 6e-4, betas (0.9, 0.95), weight decay 0.1 (adamwadv: its own 0.01 default).
@@ -23,8 +28,9 @@ variants (the order rotates by one each round, so machine noise hits all alike);
 round a variant takes ``--steps`` steps, each timed on its own (``torch.cuda.synchronize()``
 before and after on a GPU). Reported per variant: the median ms per step over all timed
 steps, the minimum, the median over rounds of (its median in the round / adamw-fused's
-median in the round) with the range, and minor page faults per timed step (CPU: fresh
-temporaries). With the defaults no step reaches SPAM's momentum reset (step 1000).
+median in the round) with the range, the same ratio of round means (what the pruning
+variants are judged by: their mask updates are in the mean, not the median), and minor page
+faults per timed step (CPU: fresh temporaries). With the defaults no step reaches SPAM's momentum reset (step 1000).
 ``--clip-breakdown`` also times each op of SPAM's clip on the largest tensor.
 docs/benchmarks-optimizers.md has results and their reading.
 
@@ -48,7 +54,9 @@ from machine import cpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("adamw-fused", "adamw-foreach", "adamwspam", "adamwspam-noclip", "adamwadv")
+VARIANTS = ("adamw-fused", "adamw-foreach", "adamwspam", "adamwspam-noclip", "adamwadv", "adamwprune-bitter0",
+            "adamwprune-bitter7")
+PRUNING_INTERVAL = 10
 BASELINE = "adamw-fused"
 LR, BETAS, WEIGHT_DECAY = 6e-4, (0.9, 0.95), 0.1
 
@@ -92,7 +100,39 @@ def build_optimizer(variant: str, model, clip_delay: int = 20):
         settings = TrainSettings(optimizer="adamwadv", learning_rate=LR, beta1=BETAS[0], beta2=BETAS[1],
                                  weight_decay=0.01)
         return registry_build("adamwadv", groups, settings)
+    if variant.startswith("adamwprune-"):
+        return registry_build("adamwprune", groups, adamwprune_settings(variant))
     raise ValueError(f"unknown variant {variant!r}")
+
+
+def adamwprune_settings(variant: str):
+    from adamwprune.train.settings import TrainSettings
+
+    return TrainSettings(optimizer="adamwprune", pruning_method="state", adamwprune_variant=variant.split("-")[1],
+                         learning_rate=LR, beta1=BETAS[0], beta2=BETAS[1], weight_decay=WEIGHT_DECAY,
+                         target_sparsity=0.5, pruning_warmup=0, pruning_ramp=1000,
+                         pruning_interval=PRUNING_INTERVAL, max_iters=1000)
+
+
+def build_step(variant: str, model, optimizer):
+    """What one timed step runs: ``optimizer.step()``, with the pruner's hooks around it for the
+    AdamWPrune variants (as the training loop calls them)."""
+    if not variant.startswith("adamwprune-"):
+        return optimizer.step
+    from adamwprune.pruning import build_pruner
+
+    pruner = build_pruner("state", model.prunable_parameters(), optimizer, adamwprune_settings(variant))
+    taken = 0
+
+    def step() -> None:
+        nonlocal taken
+        pruner.before_step()
+        optimizer.step()
+        taken += 1
+        pruner.after_step(taken)
+
+    step.pruner = pruner
+    return step
 
 
 def describe_optimizer(optimizer) -> str:
@@ -122,36 +162,40 @@ def bench_model(model_name: str, device: str, variants: tuple[str, ...], warmup:
     runs = {}
     for variant in variants:
         model = build_model(model_name, device, seed)
-        runs[variant] = (model, build_optimizer(variant, model, clip_delay))
+        optimizer = build_optimizer(variant, model, clip_delay)
+        runs[variant] = (model, optimizer, build_step(variant, model, optimizer))
     n_params = sum(p.numel() for p in runs[variants[0]][0].parameters())
     n_tensors = sum(len(g["params"]) for g in runs[variants[0]][1].param_groups)
 
     for variant in variants:  # untimed: state allocation, past SPAM's clip delay
-        optimizer = runs[variant][1]
+        step = runs[variant][2]
         for _ in range(warmup):
-            optimizer.step()
+            step()
     sync()
 
     times: dict[str, list[float]] = {v: [] for v in variants}
     faults = {v: 0 for v in variants}  # minor page faults in the timed steps (CPU: fresh temporaries)
     per_round: list[dict[str, float]] = []
+    round_means: list[dict[str, float]] = []
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
-        medians = {}
+        medians, means = {}, {}
         for variant in order:
-            optimizer = runs[variant][1]
+            step = runs[variant][2]
             mine = []
             f0 = minor_faults()
             for _ in range(steps):
                 sync()
                 start = time.perf_counter()
-                optimizer.step()
+                step()
                 sync()
                 mine.append(time.perf_counter() - start)
             faults[variant] += minor_faults() - f0
             times[variant].extend(mine)
             medians[variant] = statistics.median(mine)
+            means[variant] = statistics.fmean(mine)
         per_round.append(medians)
+        round_means.append(means)
 
     # the clip really ran: AdamWSPAM counted elements in its timed steps
     checks = {}
@@ -164,16 +208,25 @@ def bench_model(model_name: str, device: str, variants: tuple[str, ...], warmup:
                                "clipped_fraction": float(metrics["spam_clipped_fraction"]),
                                "applied_lr": metrics["learning_rate"]}
 
+    for variant in variants:  # the pruning variants really pruned in the timed steps
+        pruner = getattr(runs[variant][2], "pruner", None)
+        if pruner is not None:
+            checks[variant] = {"sparsity_after": float(pruner.sparsity())}
+
     result = {"model": model_name, "parameters": n_params, "tensors": n_tensors, "variants": {}}
-    base = [rnd[BASELINE] for rnd in per_round] if BASELINE in variants else None
+    has_base = BASELINE in variants
     for variant in variants:
-        ratios = ([rnd[variant] / b for rnd, b in zip(per_round, base)] if base else [])
+        ratios = [rnd[variant] / rnd[BASELINE] for rnd in per_round] if has_base else []
+        mean_ratios = [rnd[variant] / rnd[BASELINE] for rnd in round_means] if has_base else []
         result["variants"][variant] = {
             "implementation": describe_optimizer(runs[variant][1]),
             "median_ms": 1e3 * statistics.median(times[variant]),
+            "mean_ms": 1e3 * statistics.fmean(times[variant]),
             "min_ms": 1e3 * min(times[variant]),
             "ratio_to_fused": statistics.median(ratios) if ratios else None,
             "ratio_range": (min(ratios), max(ratios)) if ratios else None,
+            "mean_ratio_to_fused": statistics.median(mean_ratios) if mean_ratios else None,
+            "mean_ratio_range": (min(mean_ratios), max(mean_ratios)) if mean_ratios else None,
             "timed_steps": len(times[variant]),
             "page_faults_per_step": faults[variant] / len(times[variant]),
             **checks.get(variant, {}),
@@ -297,18 +350,24 @@ def main(argv: list[str] | None = None) -> int:
               f"{rounds} rounds x {steps} timed steps per variant, warm-up {warmup} "
               f"(SPAM clip delay {args.spam_clip_delay}); {result['seconds']:.0f} s; "
               f"load average after: {result['load_after']}", flush=True)
-        print("| variant | implementation | median ms/step | min ms/step | ratio to fused AdamW (range) "
-              "| minor page faults/step |")
-        print("|---|---|---:|---:|---:|---:|")
+        print("| variant | implementation | median ms/step | mean ms/step | min ms/step "
+              "| ratio to fused AdamW, medians (range) | ratio, means (range) | minor page faults/step |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+
+        def ratio(value, span) -> str:
+            return "n/a" if value is None else f"{value:.2f}x ({span[0]:.2f} to {span[1]:.2f})"
+
         for variant, r in result["variants"].items():
-            ratio = ("n/a" if r["ratio_to_fused"] is None else
-                     f"{r['ratio_to_fused']:.2f}x ({r['ratio_range'][0]:.2f} to {r['ratio_range'][1]:.2f})")
-            print(f"| {variant} | {r['implementation']} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {ratio} "
-                  f"| {r['page_faults_per_step']:.0f} |")
+            print(f"| {variant} | {r['implementation']} | {r['median_ms']:.2f} | {r['mean_ms']:.2f} "
+                  f"| {r['min_ms']:.2f} | {ratio(r['ratio_to_fused'], r['ratio_range'])} "
+                  f"| {ratio(r['mean_ratio_to_fused'], r['mean_ratio_range'])} | {r['page_faults_per_step']:.0f} |")
         for variant, r in result["variants"].items():
             if "clip_elements_seen" in r:
                 print(f"  {variant}: elements through the clip in the timed steps {r['clip_elements_seen']}, "
                       f"clipped fraction {r['clipped_fraction']:.3g}, applied lr {r['applied_lr']:.3g}")
+            if "sparsity_after" in r:
+                print(f"  {variant}: sparsity of the prunable weights after the timed steps "
+                      f"{r['sparsity_after']:.4f} (a mask update every {PRUNING_INTERVAL} steps)")
     if args.clip_breakdown:
         for model_name in (m.strip() for m in args.models.split(",") if m.strip()):
             print(f"\nAdamWSPAM clip, op by op, {model_name}:")

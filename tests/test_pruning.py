@@ -1,5 +1,6 @@
-"""Magnitude and movement pruning: schedules, exact targets, masks that only grow, zeros that stay
-zero (weights, gradients, moments), resume, and the logged sparsity read back from Trackio."""
+"""Magnitude, movement and AdamWPrune state pruning: schedules, each variant's score, exact targets,
+masks that only grow, zeros that stay zero (weights, gradients, moments), resume, and the logged
+sparsity read back from Trackio."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 
 from adamwprune.errors import UserError
 from adamwprune.optim import build_optimizer
-from adamwprune.pruning import build_pruner
-from adamwprune.pruning.methods import MovementPruner
+from adamwprune.pruning import build_pruner, variants
+from adamwprune.pruning.methods import MovementPruner, StatePruner
 from adamwprune.pruning.schedule import scheduled_sparsity, short_ramp_warning
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.cli import parse_args, settings_from_args
@@ -57,10 +58,17 @@ def zero_fraction(weights) -> float:
     return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
-@pytest.mark.parametrize("method", ["magnitude", "movement"])
+METHODS = [("magnitude", "adamw", {}), ("movement", "adamw", {}),
+           *(("state", "adamwprune", {"adamwprune_variant": v}) for v in variants.names()),
+           ("state", "adamwprune", {"adamwprune_base": "adamwspam", "spam_clip_delay": 2, "spam_interval": 12}),
+           ("state", "adamwprune", {"adamwprune_base": "adamwadv"})]
+
+
+@pytest.mark.parametrize("method, optimizer, values", METHODS,
+                         ids=["magnitude", "movement", *variants.names(), "state-on-adamwspam", "state-on-adamwadv"])
 @pytest.mark.parametrize("target", [0.5, 0.9])
-def test_each_method_reaches_its_target_and_masks_only_grow(method, target):
-    model, optimizer, pruner, prunable = toy(method, target)
+def test_each_method_reaches_its_target_and_masks_only_grow(method, optimizer, values, target):
+    model, optimizer, pruner, prunable = toy(method, target, optimizer=optimizer, **values)
     previous = [mask.clone() for mask in pruner.masks]
     for number in range(1, 41):
         step(model, optimizer, pruner, number)
@@ -72,7 +80,71 @@ def test_each_method_reaches_its_target_and_masks_only_grow(method, target):
     for (_, weight), mask in zip(prunable, pruner.masks):
         assert bool((weight[~mask] == 0).all())
         state = optimizer.state[weight]
-        assert bool((state["exp_avg"][~mask] == 0).all()) and bool((state["exp_avg_sq"][~mask] == 0).all())
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):  # 15 steps after the last mask update
+            assert key not in state or bool((state[key][~mask] == 0).all()), key
+
+
+W = torch.tensor([[2.0, -1.0, 0.5, -4.0]])
+M = torch.tensor([[0.5, 0.25, -1.0, 0.0]])
+V = torch.tensor([[0.25, 1.0, 4.0, 0.01]])
+E = variants.EPS
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ("bitter0", [2 * 0.5 * 2 / (0.5 + E), 0.25 * 1 / (1 + E), 0.5 * 0.5 / (2 + E), 0.0]),
+    ("bitter1", [2.0, 1.0, 0.5, 4.0]),
+    ("bitter3", [2 * (0.5 + E) ** 0.5, (0.25 + E) ** 0.5, 0.5 * (1 + E) ** 0.5, 4 * E ** 0.5]),
+    ("bitter4", [2 * (0.5 + E) ** 0.5, (0.25 + E) ** 0.5, 0.5 * (1 + E) ** 0.5, 4 * E ** 0.5]),
+    ("bitter5", [0.5 / (0.5 + E) + 0.2, -0.25 / (1 + E) + 0.1, -1 / (2 + E) + 0.05, 0.4]),
+    ("bitter6", [2 * (0.5 + E) ** 0.5 * (0.25 / (0.25 + E)) ** 0.5, (0.25 + E) ** 0.5 * (0.0625 / (1 + E)) ** 0.5,
+                 0.5 * (1 + E) ** 0.5 * (1 / (4 + E)) ** 0.5, 0.0]),
+    ("bitter7", [2 * (0.25 + E) ** 0.25, (1 + E) ** 0.25, 0.5 * (4 + E) ** 0.25, 4 * (0.01 + E) ** 0.25]),
+])
+def test_each_variant_scores_hand_made_tensors_as_its_formula_says(variant, expected):
+    assert variants.score(variant, W, M, V).flatten().tolist() == pytest.approx(expected, rel=1e-6)
+    assert variants.score(variant, W).flatten().tolist() == [2.0, 1.0, 0.5, 4.0]  # no Adam state yet: |w|
+
+
+def test_bitter0_keeps_a_small_weight_with_steady_momentum_over_a_large_idle_one():
+    weight = torch.nn.Parameter(torch.tensor([[0.1, 1.0, 0.5, 0.2]]))
+    optimizer = torch.optim.AdamW([weight], lr=0.0)
+    weight.grad = torch.zeros_like(weight)
+    optimizer.step()  # creates the state, lr 0: the weights stay
+    optimizer.state[weight]["exp_avg"].copy_(torch.tensor([[1.0, 0.0, 0.01, 0.5]]))
+    optimizer.state[weight]["exp_avg_sq"].copy_(torch.tensor([[1e-4, 1.0, 1.0, 1.0]]))
+    settings = TrainSettings(optimizer="adamwprune", pruning_method="state", target_sparsity=0.5, max_iters=10)
+    pruner = StatePruner([("w", weight)], optimizer, settings)
+    pruner._update_masks(0.5)
+    assert pruner.masks[0].tolist() == [[True, False, False, True]]  # magnitude alone would keep 1.0 and 0.5
+
+
+@pytest.mark.parametrize("target", [0.5, 0.9])
+def test_bitter4_prunes_deeper_layers_more_and_still_meets_the_target(target):
+    sizes = [512, 512, 1024, 1024]
+    shares = variants.layer_sparsities(target, sizes)
+    assert shares == sorted(shares) and max(shares) <= variants.LAYER_CAP
+    assert sum(n * s for n, s in zip(sizes, shares)) / sum(sizes) == pytest.approx(target, abs=1e-9)
+    if target == 0.5:  # nothing capped: first and last layer in the ratio 0.7 : 1.3
+        assert shares[-1] / shares[0] == pytest.approx(1.3 / 0.7)
+    model, optimizer, pruner, prunable = toy("state", target, optimizer="adamwprune", adamwprune_variant="bitter4")
+    for number in range(1, 26):
+        step(model, optimizer, pruner, number)
+    per_layer = [zero_fraction([p]) for _, p in prunable]
+    expected = variants.layer_sparsities(target, [p.numel() for _, p in prunable])
+    assert per_layer == pytest.approx(expected, abs=1 / 16)  # rounded per matrix (the last has 32 weights)
+    assert per_layer[0] < per_layer[1] and abs(zero_fraction([p for _, p in prunable]) - target) < 0.02
+
+
+def test_state_pruning_keeps_only_its_masks_while_movement_keeps_a_score_per_weight():
+    def pruning_bytes(method: str, optimizer: str) -> int:
+        _, _, pruner, prunable = toy(method, 0.5, optimizer=optimizer)
+        saved = pruner.state_dict()
+        tensors = [t for value in saved.values() if isinstance(value, list) for t in value]
+        return sum(t.numel() * t.element_size() for t in tensors), sum(p.numel() for _, p in prunable)
+
+    state, weights = pruning_bytes("state", "adamwprune")
+    movement, _ = pruning_bytes("movement", "adamw")
+    assert state == weights and movement == 5 * weights  # bool masks; + float32 scores
 
 
 def test_layer_scope_gives_every_matrix_the_target():
@@ -129,10 +201,12 @@ def tiny_pruned_run(tmp_path, name, resume=False, **values):
 
 
 @pytest.mark.slow
-def test_a_resumed_pruned_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
-    straight = tiny_pruned_run(tmp_path, "straight", max_iters=14)
-    tiny_pruned_run(tmp_path, "resumed", max_iters=6)  # stops mid-ramp: masks and scores in ckpt_last
-    resumed = tiny_pruned_run(tmp_path, "resumed", resume=True, max_iters=14)
+@pytest.mark.parametrize("method", [{}, {"optimizer": "adamwprune", "pruning_method": "state",
+                                         "adamwprune_variant": "bitter7"}], ids=["movement", "state"])
+def test_a_resumed_pruned_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, method):
+    straight = tiny_pruned_run(tmp_path, "straight", max_iters=14, **method)
+    tiny_pruned_run(tmp_path, "resumed", max_iters=6, **method)  # stops mid-ramp: masks and scores in ckpt_last
+    resumed = tiny_pruned_run(tmp_path, "resumed", resume=True, max_iters=14, **method)
 
     def values(records):
         return {(r["step"], k): v for r in records for k, v in r["metrics"].items()
@@ -140,8 +214,11 @@ def test_a_resumed_pruned_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
 
     assert values(straight) == values(resumed)
     last = {name: ckpt.load(tmp_path / name / ckpt.LAST_NAME) for name in ("straight", "resumed")}
-    for a, b in zip(last["straight"]["pruner"]["movement"], last["resumed"]["pruner"]["movement"]):
-        assert torch.equal(a, b)
+    for key in last["straight"]["pruner"]:  # masks, and movement's scores
+        for a, b in zip(last["straight"]["pruner"][key], last["resumed"]["pruner"][key]):
+            assert torch.equal(a, b)
+    for key, weight in last["straight"]["model"].items():
+        assert torch.equal(weight, last["resumed"]["model"][key]), key
     assert [r["metrics"]["sparsity"] for r in straight if r["step"] == 14] == [pytest.approx(0.6, abs=0.005)]
 
 
