@@ -14,9 +14,10 @@ so only ``optimizer.step()`` is timed (no forward or backward). Variants:
 - ``adamwadv``:      the registry's ``adamwadv`` (fused AdamW with AMSGrad);
 - ``adamwprune-bitter0``, ``adamwprune-bitter7``: the registry's ``adamwprune`` (fused AdamW
   base) with its state pruner around the step, as the training loop calls it
-  (``before_step``, ``step``, ``after_step``): pruning from step 0 towards 50 % over 1000
-  steps, a global mask update every 10 steps. Every timed round of 10 steps holds exactly one
-  mask update, so the mean per step is the cost with the updates amortized over the interval.
+  (``before_step``, ``step``, ``after_step``): pruning from the end of the warm-up towards
+  50 % over 2000 steps, one global mask update every 50 steps (the default interval). When
+  these are selected a round is 50 steps, so every timed round holds exactly one mask update
+  and the mean per step is the cost with the updates amortized over the interval.
 
 All use the model's two parameter groups (weight decay on the >= 2-D tensors only),
 lr 6e-4, betas (0.9, 0.95), weight decay 0.1 (adamwadv: its own 0.01 default).
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VARIANTS = ("adamw-fused", "adamw-foreach", "adamwspam", "adamwspam-noclip", "adamwadv", "adamwprune-bitter0",
             "adamwprune-bitter7")
-PRUNING_INTERVAL = 10
+PRUNING_INTERVAL = 50  # the default --pruning-interval
 BASELINE = "adamw-fused"
 LR, BETAS, WEIGHT_DECAY = 6e-4, (0.9, 0.95), 0.1
 
@@ -101,27 +102,29 @@ def build_optimizer(variant: str, model, clip_delay: int = 20):
                                  weight_decay=0.01)
         return registry_build("adamwadv", groups, settings)
     if variant.startswith("adamwprune-"):
-        return registry_build("adamwprune", groups, adamwprune_settings(variant))
+        return registry_build("adamwprune", groups, adamwprune_settings(variant, 0))
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def adamwprune_settings(variant: str):
+def adamwprune_settings(variant: str, start: int):
+    """Settings of an AdamWPrune variant whose pruning starts at step ``start`` (the first mask
+    update that prunes is ``start`` + PRUNING_INTERVAL)."""
     from adamwprune.train.settings import TrainSettings
 
     return TrainSettings(optimizer="adamwprune", pruning_method="state", adamwprune_variant=variant.split("-")[1],
                          learning_rate=LR, beta1=BETAS[0], beta2=BETAS[1], weight_decay=WEIGHT_DECAY,
-                         target_sparsity=0.5, pruning_warmup=0, pruning_ramp=1000,
-                         pruning_interval=PRUNING_INTERVAL, max_iters=1000)
+                         target_sparsity=0.5, pruning_warmup=start, pruning_ramp=2000,
+                         pruning_interval=PRUNING_INTERVAL, max_iters=start + 2000)
 
 
-def build_step(variant: str, model, optimizer):
+def build_step(variant: str, model, optimizer, warmup: int):
     """What one timed step runs: ``optimizer.step()``, with the pruner's hooks around it for the
     AdamWPrune variants (as the training loop calls them)."""
     if not variant.startswith("adamwprune-"):
         return optimizer.step
     from adamwprune.pruning import build_pruner
 
-    pruner = build_pruner("state", model.prunable_parameters(), optimizer, adamwprune_settings(variant))
+    pruner = build_pruner("state", model.prunable_parameters(), optimizer, adamwprune_settings(variant, warmup))
     taken = 0
 
     def step() -> None:
@@ -163,7 +166,7 @@ def bench_model(model_name: str, device: str, variants: tuple[str, ...], warmup:
     for variant in variants:
         model = build_model(model_name, device, seed)
         optimizer = build_optimizer(variant, model, clip_delay)
-        runs[variant] = (model, optimizer, build_step(variant, model, optimizer))
+        runs[variant] = (model, optimizer, build_step(variant, model, optimizer, warmup))
     n_params = sum(p.numel() for p in runs[variants[0]][0].parameters())
     n_tensors = sum(len(g["params"]) for g in runs[variants[0]][1].param_groups)
 
@@ -313,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default: 10; "
                         "3 for presets other than gpt2-tiny on CPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant per round "
-                        "(default: 10; 1 for presets other than gpt2-tiny on CPU)")
+                        "(default: 50, one pruning interval, with an adamwprune variant; else 10, and 1 for presets other "
+                        "than gpt2-tiny on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--clip-breakdown", action="store_true", help="also time each op of AdamWSPAM's clip "
@@ -339,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     for model_name in (m.strip() for m in args.models.split(",") if m.strip()):
         small = model_name == "gpt2-tiny" or args.device.startswith("cuda")
         rounds = args.rounds or (10 if small else 3)
-        steps = args.steps or (10 if small else 1)
+        pruning = any(v.startswith("adamwprune-") for v in variants)
+        steps = args.steps or (PRUNING_INTERVAL if pruning else 10 if small else 1)
         t0 = time.perf_counter()
         result = bench_model(model_name, args.device, variants, warmup, rounds, steps, args.seed,
                              args.spam_clip_delay)

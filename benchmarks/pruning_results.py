@@ -11,13 +11,15 @@ all alike. Everything reported is read back from each run's own journal
 step), the sparsity measured from the weights at the last step, the median step time
 (from the logged tokens/s), and the optimizer and pruning state bytes.
 
-A difference to dense AdamW (and, for pruned runs, to magnitude pruning at the same
-target) counts only when the two mean ± std intervals do not overlap; otherwise the
-table says "not distinguishable".
+Differences in validation loss to dense AdamW (and, for pruned runs, to magnitude pruning
+at the same target) are paired by seed: runs with the same seed start from the same weights
+and see the same batches, so most of the seed-to-seed spread cancels. The table gives the
+mean ± std of the per-seed differences, and says "not distinguishable" when the mean is
+within twice that std.
 
     python benchmarks/pruning_results.py                       # 11 configurations x 3 seeds, ~25 min on 2 CPUs
     python benchmarks/pruning_results.py --seeds 1 --max-iters 60   # a quick look
-    python benchmarks/pruning_results.py --write docs/results-pruning.md
+    python benchmarks/pruning_results.py --write docs/results-pruning.md   # replaces the table there
 """
 
 from __future__ import annotations
@@ -118,13 +120,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def compare(mine: list[float], other: list[float]) -> str:
-    """``+0.123`` (mine − other, in mean) when the mean ± std intervals do not overlap, else
-    "not distinguishable"."""
-    (m, s), (o, t) = mean_std(mine), mean_std(other)
-    if abs(m - o) <= s + t:
+def compare(mine: list[dict], other: list[dict]) -> str:
+    """The validation-loss difference to ``other``, paired by seed (same seed: same initial
+    weights and the same batches, so most of the seed-to-seed spread cancels): mean ± std of
+    the per-seed differences, or "not distinguishable" when the mean is within twice that std."""
+    theirs = {r["seed"]: r["val_loss"] for r in other}
+    differences = [r["val_loss"] - theirs[r["seed"]] for r in mine]
+    mean, spread = mean_std(differences)
+    if abs(mean) <= 2 * spread or len(differences) < 2:
         return "not distinguishable"
-    return f"{m - o:+.3f}"
+    return f"{mean:+.3f} ± {spread:.3f}"
 
 
 def table(results: list[dict], configs: list[Config]) -> list[str]:
@@ -137,17 +142,15 @@ def table(results: list[dict], configs: list[Config]) -> list[str]:
     lines = ["| run | val loss | val perplexity | sparsity (measured) | step ms | optimizer + pruning state "
              "| val loss vs dense AdamW | vs magnitude, same target |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
-    dense = [r["val_loss"] for r in by["AdamW (dense)"]]
     for c in configs:
-        losses = [r["val_loss"] for r in by[c.label]]
+        mine = by[c.label]
         magnitude = f"AdamW + magnitude {c.target:.0%}"
-        versus = ("" if not c.pruned or c.label == magnitude or magnitude not in by
-                  else compare(losses, [r["val_loss"] for r in by[magnitude]]))
+        versus = "" if not c.pruned or c.label == magnitude or magnitude not in by else compare(mine, by[magnitude])
         state = by[c.label][0]
         bytes_cell = (f"{state['optimizer_state_bytes'] / 2**20:.1f} + {state['pruning_state_bytes'] / 2**20:.1f} MiB")
         lines.append(f"| {c.label} | {cell(c.label, 'val_loss', '.3f')} | {cell(c.label, 'val_perplexity', '.2f')} "
                      f"| {cell(c.label, 'sparsity', '.1f', 100)} % | {cell(c.label, 'step_ms', '.1f')} "
-                     f"| {bytes_cell} | {'' if c.label == 'AdamW (dense)' else compare(losses, dense)} | {versus} |")
+                     f"| {bytes_cell} | {'' if c.label == 'AdamW (dense)' else compare(mine, by['AdamW (dense)'])} | {versus} |")
     return lines
 
 
@@ -201,8 +204,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.write:
-        args.write.write_text(text)
+        write_between_markers(args.write, text)
     return 0
+
+
+BEGIN, END = "<!-- results:begin (benchmarks/pruning_results.py writes this part) -->", "<!-- results:end -->"
+
+
+def write_between_markers(path: Path, text: str) -> None:
+    """Put ``text`` between the markers of ``path`` (the prose around them stays), or write a new
+    file holding only the markers and ``text``."""
+    block = f"{BEGIN}\n{text}{END}\n"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        path.write_text(head + block + rest.split(END, 1)[1].lstrip("\n"))
+    else:
+        path.write_text(block)
 
 
 if __name__ == "__main__":
