@@ -2,30 +2,56 @@
 #
 #   make demo                      tracked CPU training demo (sets everything up)
 #   make test                      the whole test suite (sets everything up)
+#   make venv [EXTRAS=wandb]       only set up .venv (with trackio, and EXTRAS)
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
 #   make menuconfig | make | make show | make test_matrix
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
 #   make prepare-data DATASET=finewebedu|shakespeare [PREPARE_ARGS="--max-tokens 100000000"]
 #
-# TORCH_REQUIREMENT picks the torch build installed into the venv; keep your own
-# (e.g. a CUDA build) or pin a CPU wheel: make test TORCH_REQUIREMENT=torch==2.13.0
+# Set-up (scripts/setup_venv.py, run with python3 by every target that needs .venv)
+# installs into .venv what that target needs and nothing twice:
+#   TORCH_REQUIREMENT  the torch to install (default torch); one that the venv already
+#                      imports is kept, e.g. your own CUDA build; CI pins torch==2.13.0
+#   TORCH_INDEX_URL    where torch comes from; unset: PyTorch's CPU wheel index on a
+#                      machine without an NVIDIA driver, PyPI with one; empty (TORCH_INDEX_URL=):
+#                      the default index (PyPI); e.g. https://download.pytorch.org/whl/cu126
+#   EXTRAS             more extras of pyproject.toml: trackio, wandb, all, data, dev
+# make demo installs the trackio extra, make test dev + all (both trackers), and
+# make / make test_matrix the trackers the configuration (or TRACKER=) selects.
 
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_REQUIREMENT ?= torch
+EXTRAS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := all
 .PHONY: all venv test demo defconfig menuconfig show test_matrix trackio-test wandb-test \
-        prepare-data bench clean
+        prepare-data bench clean FORCE
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_REQUIREMENT)"
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@
+# Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
+# by name so Python can tell "set on the command line" from "unset".
+CLI_VARS := $(foreach v,TRACKER GPU_MONITOR,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
+
+# What each target needs besides the core (set for the target and its prerequisite $(STAMP)).
+venv: NEEDS := trackio
+demo: NEEDS := trackio
+test: NEEDS := dev all
+trackio-test show: NEEDS := trackio
+wandb-test: NEEDS := wandb
+bench: NEEDS := all
+all test_matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
+prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data)
+
+# The stamp holds set-up's record; set-up returns at once, silent, when nothing is missing.
+$(STAMP): FORCE
+	@$(PYTHON) $(ROOT)scripts/setup_venv.py --venv "$(VENV)" --torch "$(TORCH_REQUIREMENT)" \
+	    $(if $(filter undefined,$(origin TORCH_INDEX_URL)),,--torch-index-url="$(TORCH_INDEX_URL)") \
+	    --extras "$(EXTRAS)" $(NEEDS)
+
+FORCE:
 
 venv: $(STAMP)
 
@@ -40,10 +66,6 @@ wandb-test: $(STAMP)
 	$(PY) -m adamwprune.tracking.selftest wandb
 
 # --- configuration (kconfiglib) ------------------------------------------------
-# Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
-# by name so Python can tell "set on the command line" from "unset".
-CLI_VARS := $(foreach v,TRACKER GPU_MONITOR,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
-
 defconfig: $(STAMP)
 	$(PY) -m adamwprune.kconfig defconfig "$(DEFCONFIG)" $(CLI_VARS)
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from adamwprune.errors import run_main
+from adamwprune.deps import REPLAY, missing_message
+from adamwprune.errors import UserError, run_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    message = missing_message(REPLAY)  # e.g. the system python: say how to set up, not a traceback
+    if message:
+        raise UserError(message)
     from adamwprune.tracking.replay import replay
 
     result = replay(args.run_dir, args.tracker, args.timeout)

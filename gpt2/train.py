@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Train GPT-2 with the shared AdamWPrune loop; see ``python gpt2/train.py --help``.
+"""Train GPT-2 with the shared AdamWPrune loop; see ``.venv/bin/python gpt2/train.py --help``.
 
-    python gpt2/train.py --dataset finewebedu --optimizer adamw --tracker trackio
-    torchrun --nproc_per_node=4 gpt2/train.py ...
+    .venv/bin/python gpt2/train.py --dataset pydocs --model-name gpt2-tiny --device cpu --max-iters 20
+    .venv/bin/torchrun --nproc_per_node=4 gpt2/train.py ...
+
+(``make venv`` sets up .venv; started by a Python without torch, it says so in one line.)
 """
 
 import sys
@@ -10,8 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adamwprune.train.cli import run_family  # noqa: E402
+from adamwprune.deps import TRAINER, require  # noqa: E402  (standard library only)
+from adamwprune.train.cli import run_family  # noqa: E402  (no torch until a run starts: --help works without)
 from adamwprune.train.gpt2 import FAMILY  # noqa: E402
 
 if __name__ == "__main__":
+    require(FAMILY.prog, TRAINER, sys.argv[1:])  # without torch: one line that says how to set up
     sys.exit(run_family(FAMILY, sys.argv[1:]))
