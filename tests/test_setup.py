@@ -6,6 +6,7 @@ Nothing here installs anything: the set-up tests check the commands it would run
 from __future__ import annotations
 
 import ast
+import os
 import importlib.util
 import subprocess
 import sys
@@ -17,6 +18,10 @@ import pytest
 from helpers import REPO
 
 SCRIPT = REPO / "scripts" / "setup_venv.py"
+# make reads these from the environment too (CI exports TORCH_INDEX_URL and TORCH_REQUIREMENT):
+# the Makefile tests give make a user's plain environment.
+MAKE_ENV = {k: v for k, v in os.environ.items()
+            if k not in {"TORCH_INDEX_URL", "TORCH_REQUIREMENT", "EXTRAS", "VENV", "PYTHON", "MAKEFLAGS"}}
 
 
 def _load():
@@ -195,7 +200,7 @@ def test_nvidia_driver_detection():
 ])
 def test_each_make_target_asks_for_what_it_uses(tmp_path, target, extras):
     proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(tmp_path), "-f", str(REPO / "Makefile"),
-                           target, "DEFCONFIG=x"], capture_output=True, text=True, timeout=60)
+                           target, "DEFCONFIG=x"], capture_output=True, text=True, timeout=60, env=MAKE_ENV)
     assert proc.returncode == 0, proc.stderr
     setup = proc.stdout.replace("\\\n", " ").splitlines()[0].split()  # the set-up command
     assert setup[:2] == ["python3", str(SCRIPT)], proc.stdout
@@ -205,7 +210,7 @@ def test_each_make_target_asks_for_what_it_uses(tmp_path, target, extras):
 def test_make_passes_torch_index_url_only_when_given(tmp_path):
     def setup_line(*args):
         out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(tmp_path), "-f", str(REPO / "Makefile"), "venv", *args],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+                             capture_output=True, text=True, timeout=60, check=True, env=MAKE_ENV).stdout
         return out.replace("\\\n", " ").splitlines()[0]
 
     assert "--torch-index-url" not in setup_line()
