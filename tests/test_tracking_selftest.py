@@ -51,6 +51,8 @@ def test_trackio_selftest_reads_every_point_back(tracking_env):
     done = _selftest("trackio", tracking_env)
     assert done.returncode == 0, done.stderr
     assert "trackio-test: OK: read back all" in done.stdout
+    assert "trackio-test: view it: " in done.stdout and " show --project tracker-selftest-" in done.stdout
+    assert "tracking:" not in done.stdout and "tracking: trackio | project" in done.stderr  # logged
     run_dir = next((tracking_env / "runs").glob("tracker-selftest-*/trackio-test_fake_*"))
     rows = trackio_rows(run_dir.parent.name, run_dir.name)
     assert len(rows) == len(fake_run())
@@ -63,4 +65,5 @@ def test_wandb_selftest_goes_offline_without_login(tracking_env, monkeypatch):
     assert done.returncode == 0, done.stderr
     assert "no W&B login found; running offline" in done.stdout
     assert "wandb-test: OK: read back all" in done.stdout
+    assert "wandb-test: upload it: " in done.stdout and " sync " in done.stdout
     assert list((tracking_env / "wandb-root" / "wandb").glob("offline-run-*"))

@@ -9,10 +9,12 @@ trackio and wandb are imported here, lazily, never in the training process.
 from __future__ import annotations
 
 import importlib
-import os
-from pathlib import Path
 
+from adamwprune.tracking.commands import trackio_show_command, wandb_sync_command
 from adamwprune.tracking.runinfo import RunInfo
+
+__all__ = ["BACKEND_CLASSES", "Backend", "TrackioBackend", "WandbBackend", "load_backend",
+           "trackio_show_command"]  # trackio_show_command: kept here for the trainer's end-of-run hint
 
 BACKEND_CLASSES = {
     "trackio": "adamwprune.tracking.backends:TrackioBackend",
@@ -44,25 +46,6 @@ class Backend:
         """For replay: a predicate ``(step, metrics) -> bool`` true for records the
         backend already holds, or None when the backend cannot tell."""
         return None
-
-
-def trackio_show_command(project: str) -> str:
-    """The command that opens the Trackio dashboard on ``project``'s data.
-
-    Names TRACKIO_DIR when it is set, and the venv's ``trackio`` when the one on
-    PATH is another (or none).
-    """
-    import shutil
-    import sys
-
-    beside = Path(sys.executable).with_name("trackio")
-    on_path = shutil.which("trackio")
-    program = "trackio"
-    if beside.exists() and not (on_path and Path(on_path).resolve() == beside.resolve()):
-        cwd = Path.cwd()
-        program = str(beside.relative_to(cwd)) if beside.is_relative_to(cwd) else str(beside)
-    prefix = f"TRACKIO_DIR={os.environ['TRACKIO_DIR']} " if os.environ.get("TRACKIO_DIR") else ""
-    return f'{prefix}{program} show --project "{project}"'
 
 
 def load_backend(import_path: str, info: RunInfo) -> Backend:
@@ -121,5 +104,5 @@ class WandbBackend(Backend):
         if run is None:
             return ""
         if run.settings.mode in ("offline", "dryrun"):
-            return f"wandb sync {run.settings.sync_dir}"
+            return wandb_sync_command(run.settings.sync_dir)
         return run.url or ""

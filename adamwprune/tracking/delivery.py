@@ -6,7 +6,9 @@ its own thread with its own queue, so a backend that raises or hangs costs only
 its own records, never the other backend's or the trainer's time.
 
 Progress goes to ``<run_dir>/delivery.json``; the libraries' chatter to
-``<run_dir>/delivery.log``; failures, once per backend, to the terminal.
+``<run_dir>/delivery.log``; failures, once per backend, to the report pipe, which the
+trainer's ExperimentTracker logs (logger ``adamwprune.tracking``), or, in a replay, to that
+logger directly.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import orjson
 
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.backends import Backend, load_backend
+from adamwprune.tracking.commands import replay_command
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalReader
+from adamwprune.tracking.logs import log
 from adamwprune.tracking.runinfo import read_run_info
 from adamwprune.tracking.values import join_metrics
 
@@ -37,21 +41,26 @@ _END = object()
 
 
 def resend_hint(run_dir: Path, backend: str) -> str:
-    return f"resend: adamwprune replay {run_dir} --tracker {backend}"
+    return f"resend: {replay_command(run_dir, backend)}"
 
 
 class Reporter:
-    """Writes one-line notices to the user's terminal (or wherever stderr was)."""
+    """Passes on one-line notices: to the ``adamwprune.tracking`` logger (WARNING), or to
+    ``stream`` (the report pipe that the trainer's ExperimentTracker logs from)."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO | None = None):
         self.stream = stream
 
     def __call__(self, line: str) -> None:
+        text = f"adamwprune tracking: {line}"
+        if self.stream is None:
+            log.warning("%s", text)
+            return
         try:
-            self.stream.write(f"adamwprune tracking: {line}\n")
+            self.stream.write(text + "\n")
             self.stream.flush()
-        except (OSError, ValueError):
-            print(f"adamwprune tracking: {line}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # the trainer is gone: keep it in delivery.log (our stderr)
+            print(text, file=sys.stderr, flush=True)
 
 
 class BackendWorker(threading.Thread):

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -80,3 +81,47 @@ def default_run_name(model: str, optimizer: str, when: float | None = None) -> s
 def run_dir_for(output_dir: str | os.PathLike, project: str, run_name: str) -> Path:
     """Where a run lives: ``OUTPUT_DIR/PROJECT/RUN_NAME`` (the one place this layout is spelled)."""
     return Path(output_dir) / project / run_name
+
+
+DEFAULT_OUTPUT_DIR = "runs"  # the default run directory is runs/<project>/<run_name> under the cwd
+DEFAULT_MODEL = "experiment"  # the "model" of a project name when the config names none
+
+
+def default_run(config: Mapping, *, project: str | None = None, run_name: str | None = None,
+                run_dir: str | os.PathLike | None = None, when: float | None = None) -> tuple[str, str, Path]:
+    """``(project, run_name, run_dir)``, each defaulted when not given (None or empty).
+
+    - project: ``{model}-{checksum}`` (:func:`project_name`), ``model`` being ``config["model"]``
+      when that is a usable name, else ``experiment``;
+    - run_name: the name of ``run_dir`` when given, else ``{model}_{optimizer}_{timestamp}``
+      (:func:`default_run_name`; ``{model}_{timestamp}`` when ``config`` has no optimizer),
+      with ``-2``, ``-3``, ... added when that run directory is already taken;
+    - run_dir: ``runs/<project>/<run_name>``, relative to the current directory.
+
+    ``when``: the time of the timestamp (default: now).
+    """
+    model = _usable(config.get("model")) or DEFAULT_MODEL
+    project = project or project_name(model)
+    if run_dir:
+        return project, run_name or Path(os.path.abspath(run_dir)).name, Path(run_dir)
+    if run_name:
+        return project, run_name, run_dir_for(DEFAULT_OUTPUT_DIR, project, run_name)
+    optimizer = _usable(config.get("optimizer"))
+    base = default_run_name(model, optimizer, when) if optimizer else \
+        f"{model}_{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+    run_name, number = base, 1
+    while _taken(run_dir_for(DEFAULT_OUTPUT_DIR, project, run_name)):  # two runs in one second
+        number += 1
+        run_name = f"{base}-{number}"
+    return project, run_name, run_dir_for(DEFAULT_OUTPUT_DIR, project, run_name)
+
+
+def _usable(value) -> str | None:
+    return value if isinstance(value, str) and MODEL_NAME_RE.match(value) else None
+
+
+def _taken(path: Path) -> bool:
+    try:
+        return path.exists() and (not path.is_dir() or any(path.iterdir()))
+    except OSError:  # unreadable: ExperimentTracker's writability check says so
+        return False

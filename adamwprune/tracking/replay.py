@@ -7,22 +7,26 @@ hand; records a backend can tell it already holds (Trackio) are skipped.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKEND_CLASSES
 from adamwprune.tracking.delivery import Reporter, deliver
 from adamwprune.tracking.journal import JOURNAL_NAME
-from adamwprune.tracking.selection import parse_trackers
+from adamwprune.tracking.selection import parse_trackers, require_installed
 from adamwprune.tracking.tracker import preflight
 from adamwprune.tracking.runinfo import read_run_info, write_run_info
 
 
 def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
+    """Deliver ``run_dir``'s journal to ``trackers``; prints one result line per backend.
+
+    Failures are reported through the ``adamwprune.tracking`` logger as they happen.
+    """
     names = parse_trackers(trackers)
     if not names:
         raise UserError("replay needs a tracker: --tracker trackio, wandb or both")
+    require_installed(names)  # before reading anything: the install command, not a traceback
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if not (run_dir / JOURNAL_NAME).exists():
@@ -32,8 +36,8 @@ def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
         info.wandb_offline = offline
         write_run_info(info)
     result = deliver(run_dir, {name: BACKEND_CLASSES[name] for name in names}, replay=True,
-                     drain_timeout=timeout, report=Reporter(sys.stderr))
-    for name, backend in result["backends"].items():
+                     drain_timeout=timeout, report=Reporter())
+    for name, backend in result["backends"].items():  # the program's result: stdout
         line = (f"replay: {name}: {backend['delivered']} records delivered, {backend['skipped']} "
                 f"already there, {backend['failed']} failed")
         if backend["error"]:

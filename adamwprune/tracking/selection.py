@@ -44,3 +44,35 @@ def format_trackers(backends: tuple[str, ...] | list[str]) -> str:
     if not names:
         return "none"
     return "both" if names == TRACKER_NAMES else names[0]
+
+
+def missing_trackers(backends) -> list[str]:
+    """The built-in trackers of ``backends`` whose library this Python cannot import.
+
+    Looked up with ``importlib.util.find_spec``: nothing is imported (the training process
+    never imports a tracker library).
+    """
+    from adamwprune.deps import missing
+
+    return [name for name in TRACKER_NAMES if name in backends and missing([name])]
+
+
+def require_installed(backends) -> None:
+    """One-line UserError naming the install command when a selected tracker is not installed.
+
+    Called before anything is created (ExperimentTracker, ``--check-only``, replay); ``none``
+    needs no tracker library.
+    """
+    gone = missing_trackers(backends)
+    if not gone:
+        return
+    import sys
+
+    from adamwprune.tracking.commands import as_typed, tracker_install_command
+
+    names = " and ".join(gone)
+    plural = len(gone) > 1
+    raise UserError(f"the {names} tracker{'s are' if plural else ' is'} selected but {names} "
+                    f"{'are' if plural else 'is'} not installed in this Python ({as_typed(sys.executable)}): "
+                    f"install {'them' if plural else 'it'} with `{tracker_install_command(gone)}` "
+                    "(or select tracker none)")

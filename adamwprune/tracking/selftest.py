@@ -1,6 +1,8 @@
 """``make trackio-test`` / ``make wandb-test``: fake training metrics through
 ExperimentTracker, then read back from the backend's own storage and compared.
 
+A program: its result (OK / FAILED, and the command that shows the run) goes to stdout
+(failures to stderr); the tracker's own lines go through logging (adamwprune.tracking.logs).
 No model is trained. The metrics look like a real GPT-2 run: noisy falling
 train/val loss, warmup + cosine learning rate, a sparsity ramp, final metrics,
 and the multi-GPU metrics of a simulated 4-GPU machine.
@@ -76,6 +78,8 @@ def run_selftest(backend: str, output_dir: Path) -> int:
                            config={"purpose": f"{backend}-test", "fake_data": True}) as tracker:
         for step, metrics in records:
             tracker.log(metrics, step=step)
+        result = tracker.finish()
+    where = (((result or {}).get("backends") or {}).get(backend) or {}).get("where") or ""
     if backend == "trackio":
         rows = trackio_points(project, run_name)
         problems = missing_points(records, rows, "step")
@@ -94,6 +98,9 @@ def run_selftest(backend: str, output_dir: Path) -> int:
         return 1
     print(f"{backend}-test: OK: read back all {points} points ({len(records)} records, "
           f"{len({s for s, _ in records})} steps) from {backend}'s own storage", flush=True)
+    if where and not where.startswith("("):  # "(could not tell: ...)" is no command
+        upload = backend == "wandb" and not where.startswith("http")
+        print(f"{backend}-test: {'upload it' if upload else 'view it'}: {where}", flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ import orjson
 
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.journal import JOURNAL_NAME, read_journal
+from adamwprune.tracking.logs import log
 
 RECORD_NAME = "superseded.json"
 RENAME_TIMEOUT_S = 120
@@ -41,8 +42,8 @@ def supersede(run_dir: Path, project: str, run_name: str) -> Path:
             record["trackio_run"] = new_name
         else:
             reason = (rename.stderr.strip().splitlines() or ["unknown error"])[-1]
-            print(f"restart: could not rename Trackio run {run_name!r} of project {project!r} "
-                  f"({reason}); its old rows stay under that name", file=sys.stderr, flush=True)
+            log.warning("restart: could not rename Trackio run %r of project %r (%s); its old rows "
+                        "stay under that name", run_name, project, reason)
     atomic_write_bytes(moved / RECORD_NAME, orjson.dumps(record, option=orjson.OPT_INDENT_2))
     return moved
 

@@ -4,11 +4,15 @@
 with one unbuffered write, then returns: no backend code runs in the training
 process. A delivery process (adamwprune.tracking.delivery), started here, follows
 the journal and feeds Trackio and/or W&B. Only global rank 0 tracks anything.
+
+Status lines, the end-of-run summary and the delivery process's failure reports go to the
+``adamwprune.tracking`` logger (see adamwprune.tracking.logs), never to stdout.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import netrc
 import os
 import subprocess
@@ -24,15 +28,19 @@ import orjson
 from adamwprune import child_env
 from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKEND_CLASSES
+from adamwprune.tracking.commands import tool, wandb_login_command
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
+from adamwprune.tracking.logs import log
+from adamwprune.tracking.naming import default_run
 from adamwprune.tracking.protocol import is_rank_zero
 from adamwprune.tracking.runinfo import RUN_INFO_NAME, RunInfo, new_wandb_id, read_run_info, write_run_info
-from adamwprune.tracking.selection import format_trackers, parse_trackers
+from adamwprune.tracking.selection import format_trackers, parse_trackers, require_installed
 from adamwprune.tracking.values import split_metrics
 
 STATUSES = ("finished", "failed", "interrupted", "crashed")
 WANDB_MODES = ("online", "offline", "dryrun", "disabled")
+RELAY_JOIN_S = 2.0  # at finish, how long the delivery process's last reports may take to arrive
 
 
 class ExperimentTracker:
@@ -41,18 +49,33 @@ class ExperimentTracker:
     Use as a context manager (the exit status becomes the run's state) or call
     :meth:`finish`. ``extra_backends`` maps a name to ``"module:Class"`` of a
     custom :class:`adamwprune.tracking.backends.Backend`.
+
+    Nothing but the trackers is required; the defaults (adamwprune.tracking.naming.default_run):
+
+    - ``project``: ``{model}-{checksum}`` (checksum of this machine and directory), where
+      ``model`` is ``config["model"]`` when that is a usable name, else ``experiment``;
+    - ``run_name``: the name of ``run_dir`` when that is given, else
+      ``{model}_{optimizer}_{YYYYmmdd-HHMMSS}`` (``{model}_{YYYYmmdd-HHMMSS}`` without
+      ``config["optimizer"]``), with ``-2``, ``-3``, ... added if that directory is taken;
+    - ``run_dir``: ``runs/<project>/<run_name>`` under the current directory.
+
+    A selected tracker whose library is not installed is a one-line UserError naming the
+    install command, raised before the run directory is created.
     """
 
-    def __init__(self, trackers: str | Sequence[str] = "none", *, project: str, run_name: str,
-                 run_dir: str | os.PathLike, config: Mapping | None = None,
+    def __init__(self, trackers: str | Sequence[str] = "none", *, project: str | None = None,
+                 run_name: str | None = None, run_dir: str | os.PathLike | None = None,
+                 config: Mapping | None = None,
                  wandb_entity: str | None = None, wandb_offline: bool = False,
                  resume: bool = False, finish_timeout: float = 120.0,
                  extra_backends: Mapping[str, str] | None = None):
         text = trackers if isinstance(trackers, str) else ",".join(trackers)
         self.backends = parse_trackers(text)
-        self.project = project
-        self.run_name = run_name
-        self.run_dir = Path(run_dir)
+        if resume and not (run_dir or run_name):
+            raise UserError("resume=True continues a run: name it with run_dir (or run_name, and project "
+                            "when it is not the default one)")
+        self.project, self.run_name, self.run_dir = default_run(config or {}, project=project,
+                                                                run_name=run_name, run_dir=run_dir)
         self.finish_timeout = finish_timeout
         self.enabled = is_rank_zero()  # used directly (not through open_tracker), it still tracks on rank 0 only
         self.nonfinite_counts: dict[str, int] = {}
@@ -63,10 +86,9 @@ class ExperimentTracker:
         self._journal: JournalWriter | None = None
         self._delivery: subprocess.Popen | None = None
         self._wake_fd: int | None = None
+        self._relay: threading.Thread | None = None
         if not self.enabled:
             return
-        if not project or not run_name:
-            raise UserError("a tracked run needs a project and a run name")
         wandb_offline = preflight(self.backends, wandb_offline)
         _require_writable(self.run_dir, "run directory", "choose another --output-dir")
         info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
@@ -83,11 +105,15 @@ class ExperimentTracker:
         selected = {name: BACKEND_CLASSES[name] for name in self.backends}
         selected.update(extra_backends or {})
         if selected:
-            self._delivery, self._wake_fd = _start_delivery(self.run_dir, selected, offset, finish_timeout)
+            self._delivery, self._wake_fd, report_fd = _start_delivery(self.run_dir, selected, offset,
+                                                                       finish_timeout)
+            self._relay = threading.Thread(target=_relay_reports, args=(report_fd,),
+                                           name="adamwprune-delivery-reports", daemon=True)
+            self._relay.start()
         atexit.register(self._finish_at_exit)
         names = "+".join(selected) or "none (journal only)"
-        print(f"tracking: {names} | project {project} | run {run_name} | run dir {self.run_dir}",
-              flush=True)
+        log.info("tracking: %s | project %s | run %s | run dir %s", names, self.project, self.run_name,
+                 self.run_dir)
 
     def _run_info(self, config: dict, entity: str | None, offline: bool, resume: bool) -> RunInfo:
         wandb_id = new_wandb_id()
@@ -131,20 +157,20 @@ class ExperimentTracker:
         except OSError as err:
             self.lost_records += 1
             if self.lost_records == 1:
-                print(f"adamwprune tracking: cannot write {self._journal.path} ({err}); "
-                      "training goes on but these metrics are lost", file=sys.stderr, flush=True)
+                log.warning("adamwprune tracking: cannot write %s (%s); training goes on but these "
+                            "metrics are lost", self._journal.path, err)
 
     def _count_nonfinite(self, nonfinite: dict, step: int) -> None:
         for name, kind in nonfinite.items():
             count = self.nonfinite_counts.get(name, 0) + 1
             self.nonfinite_counts[name] = count
             if count == 1:
-                print(f"adamwprune tracking: {name} is {kind} at step {step} (logged as is; "
-                      "further non-finite values are counted)", file=sys.stderr, flush=True)
+                log.warning("adamwprune tracking: %s is %s at step %s (logged as is; further "
+                            "non-finite values are counted)", name, kind, step)
 
     # -- end of run ---------------------------------------------------------------
     def finish(self, status: str = "finished") -> dict | None:
-        """Close the journal, wait (bounded) for delivery, print one line per backend.
+        """Close the journal, wait (bounded) for delivery, log one line per backend.
 
         Returns the delivery status (``delivery.json``) or None when nothing was delivered.
         """
@@ -161,36 +187,38 @@ class ExperimentTracker:
             os.close(self._wake_fd)  # end of file on the pipe: delivery reads the end record now
             self._wake_fd = None
         result = self._wait_for_delivery() if self._delivery else None
-        self._print_summary(status, result)
+        if self._relay is not None and self._delivery.poll() is not None:
+            self._relay.join(RELAY_JOIN_S)  # its failure reports come before the summary
+        self._log_summary(status, result)
         return result
 
     def _wait_for_delivery(self) -> dict | None:
         try:
             self._delivery.wait(self.finish_timeout + 10)
         except subprocess.TimeoutExpired:
-            print(f"tracking: delivery still running in the background (pid {self._delivery.pid}); "
-                  f"progress in {self.run_dir / STATUS_NAME}", flush=True)
+            log.warning("tracking: delivery still running in the background (pid %s); progress in %s",
+                        self._delivery.pid, self.run_dir / STATUS_NAME)
         try:
             return orjson.loads((self.run_dir / STATUS_NAME).read_bytes())
         except (FileNotFoundError, orjson.JSONDecodeError):
-            print(f"tracking: the delivery process left no status; see {self.run_dir / LOG_NAME}",
-                  file=sys.stderr, flush=True)
+            log.warning("tracking: the delivery process left no status; see %s", self.run_dir / LOG_NAME)
             return None
 
-    def _print_summary(self, status: str, result: dict | None) -> None:
-        lines = [f"tracking: run {self.run_name} {status}; run dir {self.run_dir}"]
+    def _log_summary(self, status: str, result: dict | None) -> None:
+        """One line for the run, one per backend (WARNING when it lost records), the NaN counts."""
+        log.info("tracking: run %s %s; run dir %s", self.run_name, status, self.run_dir)
         for name, backend in (result or {}).get("backends", {}).items():
             line = (f"tracking: {name}: {backend['delivered']} records delivered, "
                     f"{backend['failed']} failed")
-            if backend["state"] in ("failed", "hung"):
+            troubled = backend["state"] in ("failed", "hung")
+            if troubled:
                 line += f" ({backend['state']}: {backend['error']})"
             if backend.get("where"):
                 line += f" -> {backend['where']}"
-            lines.append(line)
+            log.log(logging.WARNING if troubled or backend["failed"] else logging.INFO, "%s", line)
         if self.nonfinite_counts:
             counts = ", ".join(f"{k} x{v}" for k, v in self.nonfinite_counts.items())
-            lines.append(f"tracking: non-finite values logged: {counts}")
-        print("\n".join(lines), flush=True)
+            log.warning("tracking: non-finite values logged: %s", counts)
 
     def _finish_at_exit(self) -> None:
         self.finish("finished")
@@ -208,48 +236,54 @@ class ExperimentTracker:
 
 
 def preflight(backends: Sequence[str], wandb_offline: bool) -> bool:
-    """Check up front what would make a backend fail later; return whether W&B runs offline."""
+    """Check up front what would make a backend fail later; return whether W&B runs offline.
+
+    First of all, that every selected tracker's library is installed (nothing is imported).
+    """
+    require_installed(backends)
     if "trackio" in backends:
         _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
     return _check_wandb(wandb_offline) if "wandb" in backends else wandb_offline
 
 
 def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
-                    finish_timeout: float) -> tuple[subprocess.Popen, int]:
+                    finish_timeout: float) -> tuple[subprocess.Popen, int, int]:
     """Start the delivery process in its own session (Ctrl-C stays with the trainer).
 
-    Returns it and the write end of its wake pipe, which the caller closes at finish.
+    Returns it, the write end of its wake pipe (the caller closes it at finish) and the read
+    end of its report pipe: its one-line failure reports, for the caller to log.
     """
     wake_read, wake_write = os.pipe()
-    report_fd = os.dup(sys.stderr.fileno()) if _has_fileno(sys.stderr) else None
+    report_read, report_write = os.pipe()
     cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
            "--offset", str(offset), "--parent-pid", str(os.getpid()),
            "--drain-timeout", str(max(1.0, finish_timeout - 2))]
     cmd += [f"--backend={name}={path}" for name, path in backends.items()]
-    cmd += ["--wake-fd", str(wake_read)]
-    pass_fds = [wake_read]
-    if report_fd is not None:
-        cmd += ["--report-fd", str(report_fd)]
-        pass_fds.append(report_fd)
-    with open(run_dir / LOG_NAME, "ab") as log:
+    cmd += ["--wake-fd", str(wake_read), "--report-fd", str(report_write)]
+    pass_fds = [wake_read, report_write]
+    with open(run_dir / LOG_NAME, "ab") as delivery_log:
         try:
-            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       pass_fds=pass_fds, start_new_session=True, env=child_env())
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=delivery_log,
+                                       stderr=subprocess.STDOUT, pass_fds=pass_fds,
+                                       start_new_session=True, env=child_env())
         except BaseException:
             os.close(wake_write)
+            os.close(report_read)
             raise
         finally:
             for fd in pass_fds:
                 os.close(fd)
-    return process, wake_write
+    return process, wake_write, report_read
 
 
-def _has_fileno(stream) -> bool:
-    try:
-        stream.fileno()
-        return True
-    except (AttributeError, OSError, ValueError):
-        return False
+def _relay_reports(report_fd: int) -> None:
+    """Log each line the delivery process reports (a thread; ends when the pipe closes).
+
+    Once this process is gone the delivery process writes its reports to delivery.log.
+    """
+    with open(report_fd, encoding="utf-8", errors="replace") as pipe:
+        for line in pipe:
+            log.warning("%s", line.rstrip("\n"))
 
 
 def _trackio_dir() -> Path:
@@ -284,9 +318,9 @@ def _check_wandb(offline_switch: bool) -> bool:
                           "set WANDB_DIR to a writable directory")
         return True
     if mode == "online" and not _wandb_api_key_present():
-        raise UserError("W&B is online but not logged in: run `wandb login`, or track offline "
-                        "with WANDB_MODE=offline (or --wandb-offline, CONFIG_WANDB_OFFLINE=y) "
-                        "and `wandb sync` later")
+        raise UserError(f"W&B is online but not logged in: run `{wandb_login_command()}`, or track "
+                        "offline with WANDB_MODE=offline (or --wandb-offline, CONFIG_WANDB_OFFLINE=y) "
+                        f"and `{tool('wandb', 'wandb')} sync` later")
     return False
 
 

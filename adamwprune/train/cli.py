@@ -102,10 +102,12 @@ def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
     """Check and build the run's settings (the one place a command line becomes settings)."""
     from adamwprune.optim import check_optimizer
     from adamwprune.pruning import check_pruning_method
-    from adamwprune.tracking.selection import format_trackers, parse_trackers
+    from adamwprune.tracking.selection import format_trackers, parse_trackers, require_installed
 
     values = {name: getattr(args, name) for name in S.FIELDS}
-    values["tracker"] = format_trackers(parse_trackers(values["tracker"]))
+    trackers = parse_trackers(values["tracker"])
+    require_installed(trackers)  # the install command now, not after the data is opened
+    values["tracker"] = format_trackers(trackers)
     values["optimizer"] = check_optimizer(values["optimizer"])
     values["pruning_method"] = check_pruning_method(values["pruning_method"])
     S.check_applicable(args.given, values)
