@@ -108,7 +108,8 @@ def write_defconfig(path: Path, *lines: str) -> Path:
 
 
 TINY_GPT2 = {"model_name": "gpt2-tiny", "dataset": "pydocs", "block_size": 32, "batch_size": 4, "eval_samples": 1,
-             "log_interval": 1, "warmup_iters": 0, "learning_rate": 2e-3, "min_lr": 2e-4, "device": "cpu"}
+             "log_interval": 1, "warmup_iters": 0, "learning_rate": 2e-3, "min_lr": 2e-4, "device": "cpu",
+             "eval_batch_size": 4}
 
 
 def train_tiny_gpt2(run_dir: Path, resume: bool = False, **values) -> list[dict]:
@@ -130,3 +131,33 @@ def train_tiny_gpt2(run_dir: Path, resume: bool = False, **values) -> list[dict]
           run_info={"project": "p", "run_name": run_dir.name}, resume_state=state, progress=lambda line: None)
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if "step" in record]
+
+
+# --- DDP without torchrun: the real loop in N gloo processes -------------------------------
+
+def _gloo_rank(rank: int, world_size: int, workdir: str, target, args: tuple) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from adamwprune.train.distributed import DistContext
+
+    init_file = Path(workdir) / f"gloo-init-{world_size}"
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        result = target(DistContext(rank=rank, local_rank=rank, world_size=world_size, device="cpu"), *args)
+        torch.save(result, Path(workdir) / f"gloo-result-{world_size}-{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_gloo_ranks(world_size: int, target, *args, workdir: Path) -> list:
+    """``target(ctx, *args)`` in ``world_size`` spawned processes joined in one gloo group (CPU DDP,
+    as torchrun would set it up); returns each rank's result, in rank order. ``target`` must be a
+    module-level function (it is pickled into the children) and its result picklable."""
+    import torch
+    import torch.multiprocessing as mp
+
+    (Path(workdir) / f"gloo-init-{world_size}").unlink(missing_ok=True)
+    mp.spawn(_gloo_rank, args=(world_size, str(workdir), target, args), nprocs=world_size, join=True)
+    return [torch.load(Path(workdir) / f"gloo-result-{world_size}-{rank}.pt", weights_only=False)
+            for rank in range(world_size)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from adamwprune.train.schedule import learning_rate
 
 TRAIN = str(REPO / "gpt2" / "train.py")
 SMALL = ["--model-name", "gpt2-tiny", "--dataset", "pydocs", "--block-size", "32", "--batch-size", "4",
-         "--gradient-accumulation", "1", "--eval-samples", "2", "--warmup-iters", "2",
+         "--gradient-accumulation", "1", "--eval-samples", "2", "--eval-batch-size", "4", "--warmup-iters", "2",
          "--learning-rate", "2e-3", "--min-lr", "2e-4", "--device", "cpu"]
 TRAIN_METRICS = {"train_loss", "learning_rate", "sparsity", "grad_norm", "grad_norm_max", "tokens_per_sec"}
 ONCE_METRICS = {"optimizer_state_bytes", "pruning_state_bytes"}  # at the first log point of each session
@@ -118,7 +119,7 @@ def test_metrics_steps_and_perplexity_in_the_trackio_store(tracking_env):
     assert last["run"] == {"model": "gpt2", "project": "p-metrics", "run_name": "r1"}
     progress = [line for line in proc.stdout.splitlines() if line.startswith("iter ")]
     assert len(progress) == 3 and "ETA" in progress[0] and "tok/s" in progress[0]
-    assert 'trackio show --project "p-metrics"' in proc.stdout.strip().splitlines()[-1]
+    assert "trackio show --project p-metrics" in proc.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -176,8 +177,9 @@ def test_a_resumed_run_matches_an_uninterrupted_one_exactly(tracking_env):
     """Model, optimizer, data and eval RNG states all come back: same losses to the last bit."""
     tmp = tracking_env
     small = SMALL[:SMALL.index("--min-lr")] + SMALL[SMALL.index("--min-lr") + 2:]  # no decay: no min-lr
+    # eval batches of 8 in micro-batches of 4: the eval stream must come back too
     common = [*small, "--gradient-accumulation", "2", "--lr-schedule", "constant", "--log-interval", "2",
-              "--eval-interval", "2", "--tracker", "none", "--tracker-project", "p-exact",
+              "--eval-interval", "2", "--eval-batch-size", "8", "--tracker", "none", "--tracker-project", "p-exact",
               "--output-dir", str(tmp / "runs")]
     ok(train(tmp, *common, "--tracker-run-name", "resumed", "--max-iters", "4"))
     ok(train(tmp, *common, "--tracker-run-name", "resumed", "--max-iters", "8", "--resume"))
@@ -340,6 +342,11 @@ def test_max_time_stops_with_a_last_eval_and_the_final_metrics(tracking_env):
                     "--tracker-run-name", "r1", "--output-dir", str(tmp / "runs"), "--gpu-monitor"))
     assert "gpu monitor: no NVIDIA GPU" in proc.stdout  # the monitor says so once and stays quiet
     assert "stop: max-time" in proc.stdout
+    # the time limit ends this run, not its million iterations: progress counts the time
+    assert "training: max-time 2s or max-iters 1000000, whichever ends first" in proc.stdout
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("iter ")]
+    assert progress and all("/1000000" not in line and re.search(r"\| time 0:0\d/0:02 \|", line)
+                            for line in progress), progress
     run_dir = tmp / "runs" / "p-time" / "r1"
     records = [r for r in journal(run_dir) if "step" in r]
     last = records[-1]

@@ -11,6 +11,12 @@ optimizer comes from the ``adamwprune.optim`` registry and the pruner from
 After each step the loop decides (stop or not, and why; under DDP rank 0 decides
 for all) and then acts (log, evaluate, checkpoint).
 
+A validation point is ``eval_samples`` batches of ``eval_batch_size`` held-out items, each
+processed in micro-batches of at most ``batch_size`` (:func:`eval_plan`); under DDP the
+micro-batches are split over the ranks and the per-micro-batch sums gathered. The batches
+come from one draw of the eval generator per validation point, so they are the same at any
+world size and the eval stream (saved in checkpoints) advances alike on every rank.
+
 Iteration numbering: ``iteration`` counts completed optimizer steps. Metrics
 logged at step ``k`` describe the model after ``k`` steps (step 0 = before
 training), so a resumed run continues at ``k + 1`` with no repeated step.
@@ -38,6 +44,7 @@ from adamwprune.train import checkpoint as ckpt
 from adamwprune.train.console import InterruptFlag, clock, si
 from adamwprune.train.meter import IntervalMeter, read_all
 from adamwprune.train.distributed import DistContext, all_reduce_mean, barrier, broadcast_int, gather_objects
+from adamwprune.train.evaluation import EVAL_NOTE_SECONDS, eval_budget_warning, eval_plan, eval_points, slice_batch
 from adamwprune.train.schedule import learning_rate
 from adamwprune.train.settings import TrainSettings
 
@@ -52,7 +59,10 @@ class ModelAdapter(Protocol):
         """Raise a UserError for settings the data or model cannot take (before a run is opened)."""
     def build_model(self) -> torch.nn.Module: ...
     def items_per_batch(self, batch_size: int) -> int: ...
-    def get_batch(self, split: str, batch_size: int, generator: torch.Generator, device: str) -> Any: ...
+    def get_batch(self, split: str, batch_size: int, generator: torch.Generator, device: str) -> Any:
+        """``batch_size`` items drawn with ``generator``: a tensor, or a tuple/list/dict of tensors with the
+        items along the first dimension (the loop slices eval batches into micro-batches there; an adapter
+        whose batches are something else defines ``slice_batch(batch, start, stop)``)."""
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
     def eval_batch(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         """Summable statistics of one held-out batch (loss sum, token count, correct count ...)."""
@@ -149,6 +159,10 @@ class Trainer:
         self.session_start: float | None = None  # set when run() starts the clock
         self.current_lr = settings.learning_rate  # the LR of the step just taken
         self.sec_per_iter = 0.0          # last measured; for the ETA
+        self.eval_seconds: float | None = None  # one validation point, measured (without warm-up)
+        self.eval_noted = False          # the long-evaluation note is said once per session
+        self.budget_checked = False      # the eval budget warning is considered once per session
+        self.start_iteration = 0         # the iteration this session started from
         self.meter = IntervalMeter(ctx.device)
         self.state_bytes_logged = False
         self.gpu_monitor = None
@@ -181,6 +195,7 @@ class Trainer:
             self._restore(resume_state.state)
             # a crash can leave journaled steps past ckpt_last: they are not logged twice
             self.logged_through = self.tracker.last_step
+        self.start_iteration = self.iteration
         self.train_model = self.eval_model = torch.compile(self.model) if s.compile else self.model
         if ctx.distributed:
             device_ids = [ctx.local_rank] if ctx.device_type == "cuda" else None
@@ -291,6 +306,8 @@ class Trainer:
                     and (it % self.s.eval_interval == 0 or stopping))
         if log_now:
             self.progress(self._progress_line(metrics, reason))
+            if not stopping:
+                self._check_eval_budget()
         if evaluate:
             metrics.update(self._eval_point())
         if stopping and self.ctx.is_main:
@@ -354,36 +371,96 @@ class Trainer:
         return metrics
 
     def _evaluate(self) -> dict[str, float]:
-        """The adapter's metrics over ``eval_samples`` random held-out batches (eval mode, no gradients)."""
-        model, totals = self.eval_model, {}
+        """The adapter's metrics over ``eval_samples`` random held-out batches of ``eval_batch_size``
+        (eval mode, no gradients); every rank evaluates its share of the micro-batches (:func:`eval_plan`).
+
+        The eval generator gives one number per validation point, on every rank alike; batch ``i``
+        of the point is drawn with a generator seeded from it plus ``i``. So the batches depend
+        neither on the world size nor on the micro-batch size, and the generator's state after a
+        point is the same on every rank (the one saved in ckpt_last.pt).
+        """
+        s, ctx, adapter = self.s, self.ctx, self.adapter
+        base = int(torch.randint(0, 2 ** 62, (1,), generator=self.eval_generator))
+        plan = list(eval_plan(s.eval_samples, s.eval_batch_size, min(s.batch_size, s.eval_batch_size),
+                              ctx.rank, ctx.world_size))
+        slicer = getattr(adapter, "slice_batch", slice_batch)
+        model, names, rows = self.eval_model, None, []
+        started = warm = time.perf_counter()
         model.eval()
         try:
             with torch.no_grad():
-                for _ in range(self.s.eval_samples):
-                    batch = self.adapter.get_batch("val", self.s.batch_size, self.eval_generator,
-                                                   self.ctx.device)
+                batch, drawn = None, -1
+                for done, (index, start, stop) in enumerate(plan, start=1):
+                    if index != drawn:
+                        generator = torch.Generator().manual_seed(base + index)
+                        batch, drawn = adapter.get_batch("val", s.eval_batch_size, generator, ctx.device), index
+                    part = batch if stop - start == s.eval_batch_size else slicer(batch, start, stop)
                     with self.autocast():
-                        stats = self.adapter.eval_batch(model, batch)
-                    for name, value in stats.items():  # summed in float64: counts stay exact
-                        value = torch.as_tensor(value, device=self.ctx.device, dtype=torch.float64)
-                        totals[name] = totals.get(name, 0) + value
-            names = list(totals)
-            values = torch.stack([totals[name] for name in names]).tolist()  # one host sync
-            return self.adapter.summarize(dict(zip(names, values)))
+                        stats = adapter.eval_batch(model, part)
+                    names = names or list(stats)
+                    # summed in float64 (counts stay exact), each micro-batch apart: see below
+                    rows.append(torch.stack([torch.as_tensor(stats[name], device=ctx.device, dtype=torch.float64)
+                                             for name in names]))
+                    if done <= 2 and len(plan) > 1:
+                        warm = self._timed(warm, started, done, len(plan))
+            values = torch.stack(rows).tolist() if rows else []  # one host sync
         finally:
             model.train()
+        shares = gather_objects(ctx, (names, values))
+        ended = time.perf_counter()
+        # the first micro-batch pays for warm-up (torch.compile, allocator): the rest tell the pace
+        self.eval_seconds = ((ended - warm) * len(plan) / (len(plan) - 1) if len(plan) > 1 and warm > started
+                             else ended - started)
+        # Exactly rounded sums of the micro-batches' values: the same however the ranks split them.
+        known = next(share_names for share_names, _ in shares if share_names)
+        totals = {name: math.fsum(row[share_names.index(name)] for share_names, share_rows in shares
+                                  for row in share_rows) for name in known}
+        return adapter.summarize(totals)
+
+    def _timed(self, warm: float, started: float, done: int, count: int) -> float:
+        """After the first micro-batch: the time the rest is measured from. After the second:
+        say how long the evaluation will take if that is long (once per session, rank 0)."""
+        if self.ctx.device_type == "cuda":
+            torch.cuda.synchronize(self.ctx.device)
+        now = time.perf_counter()
+        if done == 1:
+            return now
+        projected = (warm - started) + (now - warm) * (count - 1)
+        if projected > EVAL_NOTE_SECONDS and not self.eval_noted:
+            self.eval_noted = True
+            s = self.s
+            items = s.eval_samples * self.adapter.items_per_batch(s.eval_batch_size)
+            self.progress(f"eval  {self.iteration:>6} | about {clock(projected)} for {s.eval_samples} batches x "
+                          f"{s.eval_batch_size} ({si(items)} {self.adapter.throughput_unit})"
+                          + (f" over {self.ctx.world_size} processes" if self.ctx.distributed else "")
+                          + "; --eval-samples and --eval-batch-size set its size")
+        return warm
 
     def _eval_point(self) -> dict[str, float]:
-        """Rank 0 evaluates and saves the best checkpoint on improvement; other ranks wait."""
-        metrics: dict[str, float] = {}
+        """Every rank evaluates its share; rank 0 reports and saves the best checkpoint on improvement."""
+        metrics = self._evaluate()
         if self.ctx.is_main:
-            metrics = self._evaluate()
             improved = self.best.update(metrics, self._best_state)
             extras = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "val_loss")
             note = " (best" + (", saved " + ckpt.BEST_NAME if self.best.enabled else "") + ")" if improved else ""
             self.progress(f"eval  {self.iteration:>6} | val_loss {metrics['val_loss']:.4f} | {extras}{note}")
         barrier(self.ctx)
-        return metrics
+        return metrics if self.ctx.is_main else {}
+
+    def _time_left(self) -> float | None:
+        """Seconds of --max-time left at the start of this session (None: no time limit)."""
+        return max(self.s.max_time - self.elapsed_before, 0.0) if self.s.max_time else None
+
+    def _check_eval_budget(self) -> None:
+        """Once per session, at the first log point with both a step time and an eval time measured:
+        warn (rank 0, stderr) when the planned evaluations take more than a quarter of the session."""
+        if self.budget_checked or not self.ctx.is_main or self.eval_seconds is None or self.sec_per_iter <= 0:
+            return
+        self.budget_checked = True
+        warning = eval_budget_warning(self.s, self.start_iteration, self._time_left(), self.sec_per_iter,
+                                      self.eval_seconds)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
 
     def _final_metrics(self) -> dict[str, float]:
         """final/total_training_time, final/best_val_loss (lowest seen), final/best_<metric> of the best eval."""
@@ -447,28 +524,48 @@ class Trainer:
 
     def _banner(self) -> str:
         s = self.s
-        limit = f"max-iters {s.max_iters}" + (f", max-time {s.max_time:g}s" if s.max_time else "")
+        if s.max_time:
+            left = self._time_left()
+            spent = f" ({left:.0f}s left)" if self.elapsed_before else ""
+            limit = f"max-time {s.max_time}s{spent} or max-iters {s.max_iters}, whichever ends first"
+        else:
+            limit = f"max-iters {s.max_iters}"
         start = f"resuming after iteration {self.iteration}" if self.iteration else "training"
         return (f"{start}: {limit}, {self.items_per_iter} {self.adapter.throughput_unit}/iter, "
                 f"device {self.ctx.device}" + (f" x{self.ctx.world_size}" if self.ctx.distributed else ""))
 
+    def _remaining(self) -> tuple[float, bool]:
+        """Projected seconds to the end of the run and whether the time limit is what ends it
+        (from the measured sec/iter and eval time; with a time limit and nothing measured: the time)."""
+        s, it, elapsed = self.s, self.iteration, self.elapsed()
+        evals = eval_points(it, s.max_iters, s.eval_interval) if it < s.max_iters else 0
+        by_iters = (s.max_iters - it) * self.sec_per_iter + evals * (self.eval_seconds or 0.0)
+        if not s.max_time:
+            return by_iters, False
+        by_time = max(s.max_time - elapsed, 0.0)
+        time_binds = self.sec_per_iter <= 0 or by_time < by_iters
+        return (by_time if time_binds else by_iters), time_binds
+
     def _progress_line(self, metrics: dict[str, float], reason: StopReason) -> str:
+        """``iter N/MAX_ITERS`` when the iterations end the run, ``iter N ... | time USED/MAX_TIME`` when
+        the time limit does (with both set: whichever is projected to end it first)."""
         s, it = self.s, self.iteration
+        remaining, time_binds = self._remaining()
+        if reason in (StopReason.MAX_ITERS, StopReason.MAX_TIME):
+            time_binds = reason == StopReason.MAX_TIME
         rate = metrics.get(self.adapter.throughput_metric, 0.0)
         lr = metrics.get("learning_rate", self.current_lr)  # the applied rate (AdamWSPAM warms it up)
-        parts = [f"iter {it:>6}/{s.max_iters}", f"loss {metrics.get('train_loss', float('nan')):.4f}",
+        parts = [f"iter {it:>6}" if time_binds else f"iter {it:>6}/{s.max_iters}",
+                 f"loss {metrics.get('train_loss', float('nan')):.4f}",
                  f"lr {lr:.2e}", f"{si(rate)} {self.adapter.throughput_unit}/s"]
         if "mfu" in metrics:
             parts.append(f"mfu {100 * metrics['mfu']:.1f}%")
         if s.pruning_method != "none" and "sparsity" in metrics:
             parts.append(f"sparsity {100 * metrics['sparsity']:.1f}%")
         elapsed = self.elapsed()
-        parts.append(f"time {clock(elapsed)}")
+        parts.append(f"time {clock(elapsed)}/{clock(s.max_time)}" if time_binds else f"time {clock(elapsed)}")
         if reason == StopReason.CONTINUE:
-            eta = (s.max_iters - it) * self.sec_per_iter
-            if s.max_time:
-                eta = min(eta, max(s.max_time - elapsed, 0.0))
-            parts.append(f"ETA {clock(eta)}")
+            parts.append(f"ETA {clock(remaining)}")
         else:
             parts.append(f"stop: {reason.name.lower().replace('_', '-')}")
         return " | ".join(parts)

@@ -121,6 +121,10 @@ class TrainSettings:
                                  symbol="EVAL_INTERVAL", low=1, high=100_000_000, resumable=True)
     eval_samples: int = setting(200, "validation batches per evaluation", "training",
                                 symbol="EVAL_SAMPLES", low=1, high=100_000_000, resumable=True)
+    eval_batch_size: int = setting(64, "sequences (images) per validation batch, processed in micro-batches "
+                                   "of at most --batch-size; under DDP the batches are split over the "
+                                   "processes", "training", symbol="EVAL_BATCH_SIZE", low=1, high=65536,
+                                   resumable=True)
     save_checkpoint: bool = setting(True, "write ckpt_last.pt / ckpt_best.pt into the run directory",
                                     "training", symbol="SAVE_CHECKPOINT", resumable=True)
     output_dir: str = setting("runs", "runs go to OUTPUT_DIR/PROJECT/RUN_NAME", "training",
