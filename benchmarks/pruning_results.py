@@ -77,6 +77,7 @@ def budget(args: argparse.Namespace) -> tuple[str, ...]:
             "--max-iters", str(args.max_iters), "--max-time", "0", "--learning-rate", "1e-3", "--min-lr", "1e-4",
             "--warmup-iters", str(max(1, args.max_iters // 10)), "--log-interval", "10",
             "--eval-interval", str(args.max_iters), "--eval-samples", str(args.eval_samples),
+            "--eval-batch-size", str(args.batch_size),
             "--no-save-checkpoint", "--tracker", "none",
             # pruning, when a run prunes: dense for the first 20 %, the ramp ends at 80 %
             "--pruning-warmup", str(ramp_start), "--pruning-ramp", str(args.max_iters * 3 // 5),
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.batch_size} x {args.block_size} tokens, lr 1e-3 cosine to 1e-4, seeds 1-{args.seeds}; pruning "
               f"from step {args.max_iters // 5} to {args.max_iters // 5 + args.max_iters * 3 // 5} (zhu-gupta, "
               f"mask update every 10 steps, one global threshold); final eval over {args.eval_samples} validation "
-              "batches at the last step. Mean ± std over seeds.",
+              f"batches of {args.batch_size} sequences at the last step. Mean ± std over seeds.",
               ""]
     text = "\n".join(header + table(results, configs)) + "\n"
     print("\n" + text)

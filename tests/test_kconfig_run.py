@@ -21,7 +21,7 @@ from helpers import (child_env, defconfig, kconfig, make, make_command, one_line
 
 TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
         "CONFIG_BATCH_SIZE=2", "CONFIG_WARMUP_ITERS=1", "CONFIG_MAX_ITERS=6", "CONFIG_LOG_INTERVAL=2",
-        "CONFIG_EVAL_INTERVAL=3", "CONFIG_EVAL_SAMPLES=1", "CONFIG_DEVICE=\"cpu\"")
+        "CONFIG_EVAL_INTERVAL=3", "CONFIG_EVAL_SAMPLES=1", "CONFIG_EVAL_BATCH_SIZE=2", "CONFIG_DEVICE=\"cpu\"")
 
 
 def run_jsons(root: Path, cfg) -> dict[str, dict]:
