@@ -47,6 +47,17 @@ def trackio_rows(project: str, run_name: str, env: dict | None = None) -> list[d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def trackio_alerts(project: str, run_name: str, env: dict | None = None) -> list[tuple[str, str]]:
+    """(title, level) of a Trackio run's alerts, read in a fresh process like :func:`trackio_rows`."""
+    code = ("import json, sys\n"
+            "from trackio.sqlite_storage import SQLiteStorage\n"
+            "alerts = SQLiteStorage.get_alerts(sys.argv[1], run_name=sys.argv[2])\n"
+            "print(json.dumps([[a['title'], a['level']] for a in alerts]))")
+    proc = subprocess.run([sys.executable, "-c", code, project, run_name], capture_output=True,
+                          text=True, env=env or child_env(), timeout=120, check=True)
+    return [tuple(alert) for alert in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
 # --- the configuration layer: python -m adamwprune.kconfig and make ------------------------
 
 def kconfig(root: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:

@@ -146,7 +146,7 @@ def test_finish_logs_run_dir_and_one_line_per_backend(tracking_env, capsys, capl
     out = [r.getMessage() for r in caplog.records if r.name == "adamwprune.tracking"]
     assert out[0].startswith("tracking: trackio+wandb | project p-print | run r | run dir ")
     assert f"run dir {run_dir}" in out[-3]
-    assert out[-2].startswith("tracking: trackio: 1 records delivered, 0 failed -> ")
+    assert out[-2].startswith("tracking: trackio: 1 of 1 records confirmed in its SQLite store -> ")
     assert out[-2].endswith(trackio_show_command("p-print"))
-    assert out[-1].startswith("tracking: wandb: 1 records delivered, 0 failed -> ")
+    assert out[-1].startswith("tracking: wandb: 1 of 1 records confirmed in its offline run files -> ")
     assert " sync " in out[-1] and "offline-run-" in out[-1]

@@ -73,7 +73,8 @@ def test_sigkill_of_trainer_loses_no_acknowledged_record(tracking_env):
 
     status = _wait_for_delivery(run_dir)
     assert status["status"] == "crashed"
-    assert status["backends"]["trackio"]["delivered"] == len(journal_steps)
+    assert status["backends"]["trackio"]["confirmed"] == status["backends"]["trackio"]["records"] == len(journal_steps)
+    assert status["backends"]["wandb"]["confirmed"] == len(journal_steps)
     trackio_steps = [row["step"] for row in trackio_rows("p-kill", "r")]
     assert trackio_steps == journal_steps
     history, exit_code = wandb_history(wandb_run_dir(read_run_info(run_dir).wandb_id,
@@ -95,7 +96,9 @@ def test_replay_recovers_when_trainer_and_delivery_are_both_killed(tracking_env)
     assert first.returncode == 0, first.stderr
     assert [row["step"] for row in trackio_rows("p-kill", "r")] == journal_steps  # no gaps, no repeats
     second = subprocess.run(replay, capture_output=True, text=True, timeout=120)
-    assert f"0 records delivered, {len(journal_steps)} already there" in second.stdout
+    n = len(journal_steps)
+    assert f"replay: trackio: {n} of {n} records confirmed in its SQLite store" in second.stdout
+    assert f"(0 sent now, {n} already there)" in second.stdout
     assert len(trackio_rows("p-kill", "r")) == len(journal_steps)
 
 
@@ -108,7 +111,8 @@ def test_replay_pushes_a_local_run_to_wandb_later(tracking_env):
     replay = [sys.executable, "-m", "adamwprune", "replay", str(run_dir), "--tracker", "wandb"]
     done = subprocess.run(replay, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "replay: wandb: 5 records delivered" in done.stdout
+    assert "replay: wandb: 5 of 5 records confirmed in its offline run files" in done.stdout
+    assert "(5 sent now, 0 already there)" in done.stdout
     history, exit_code = wandb_history(wandb_run_dir(read_run_info(run_dir).wandb_id,
                                                      tracking_env / "wandb-root"))
     assert [(r["_step"], r["train_loss"]) for r in history] == [(s, 5.0 - s) for s in range(5)]
@@ -156,7 +160,7 @@ def test_raising_backends_are_reported_once_and_spare_the_others(tracking_env, f
         for step in range(50):
             tracker.log({"x": float(step)}, step=step)
     status = orjson.loads((tracking_env / "r" / "delivery.json").read_bytes())["backends"]
-    assert status["trackio"]["delivered"] == 50 and status["trackio"]["state"] == "done"
+    assert status["trackio"]["confirmed"] == 50 and status["trackio"]["state"] == "done"
     assert status["raising"]["failed"] == 50 and "disk on fire" in status["raising"]["error"]
     assert status["broken"]["state"] == "failed" and status["broken"]["failed"] == 50
     assert [row["x"] for row in trackio_rows("p-raise", "r")] == [float(s) for s in range(50)]
@@ -179,6 +183,7 @@ def test_hanging_backend_neither_blocks_training_nor_the_other_backend(tracking_
     result = tracker.finish()
     assert time.monotonic() - started < 20
     assert result["backends"]["stuck"]["state"] == "hung"
-    assert result["backends"]["trackio"]["delivered"] == 200
+    assert result["backends"]["trackio"]["confirmed"] == 200
     assert len(trackio_rows("p-hang", "r")) == 200
-    assert "tracking: stuck: 0 records delivered, 0 failed (hung: no answer within 2 s)" in caplog.text
+    assert ("tracking: stuck: 0 of 200 records sent, unconfirmed (it did not finish) (hung: no answer within 2 s)"
+            in caplog.text)

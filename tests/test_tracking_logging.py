@@ -50,7 +50,7 @@ def test_a_real_trackio_run_prints_nothing_on_stdout(tracking_env, monkeypatch):
     assert "tracking: trackio | project p-out | run r | run dir runs/p-out/r" in err
     assert "tracking: run r finished; run dir runs/p-out/r" in err
     monkeypatch.chdir(tracking_env)  # the hint is spelled for the program's directory (and PATH)
-    assert f"tracking: trackio: 2 records delivered, 0 failed -> {trackio_show_command('p-out')}" in err
+    assert f"tracking: trackio: 2 of 2 records confirmed in its SQLite store -> {trackio_show_command('p-out')}" in err
     assert any("train_loss is nan at step 2" in line for line in err)
 
 
@@ -70,7 +70,8 @@ def test_logger_level_silences_the_status_lines_and_warning_keeps_failures(tmp_p
     lines = warnings.stderr.splitlines()
     assert not [line for line in lines if line.startswith("tracking: run ") or " | project " in line]
     assert any("broken failed at start (ConnectionError: server unreachable)" in line for line in lines)
-    assert any(line.startswith("tracking: broken: 0 records delivered, 1 failed (failed:") for line in lines)
+    assert any(line.startswith("tracking: broken: 0 of 1 records sent, unconfirmed (this backend cannot read its "
+                          "storage back), 1 failed (failed:") for line in lines)
     assert (tmp_path / "runs" / "p" / "rERROR" / "metrics.jsonl").is_file()
 
 

@@ -9,6 +9,8 @@ trackio and wandb are imported here, lazily, never in the training process.
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 from adamwprune.tracking.commands import trackio_show_command, wandb_sync_command
 from adamwprune.tracking.runinfo import RunInfo
@@ -23,7 +25,15 @@ BACKEND_CLASSES = {
 
 
 class Backend:
-    """One tracking system. Methods may raise or hang; the caller isolates them."""
+    """One tracking system. Methods may raise or hang; the caller isolates them.
+
+    Besides ``start`` / ``log`` / ``finish`` / ``where``, a backend says what its own storage
+    holds (:meth:`stored`: the delivery process confirms every record against it, and skips
+    what is already there when it restarts or replays) and which steps it would drop
+    (:meth:`rejects`: counted as rejected, never handed over).
+    """
+
+    storage = "its storage"  # how the summary names where the confirmed records are
 
     def __init__(self, info: RunInfo):
         self.info = info
@@ -42,10 +52,29 @@ class Backend:
         """One line telling the user where to look at the run."""
         return ""
 
-    def delivered_filter(self):
-        """For replay: a predicate ``(step, metrics) -> bool`` true for records the
-        backend already holds, or None when the backend cannot tell."""
+    def stored(self) -> Stored | None:
+        """What this run's records in the backend's own storage are (None: it cannot tell)."""
         return None
+
+    def rejects(self, step: int) -> str | None:
+        """Why the backend would drop a record at ``step`` (None: it takes it)."""
+        return None
+
+
+class Stored:
+    """The metric names a backend holds at each step of a run, read from its own storage."""
+
+    def __init__(self, rows):
+        self.names: dict[int, set[str]] = {}
+        for step, names in rows:
+            self.names.setdefault(step, set()).update(names)
+
+    def holds(self, step: int, metrics) -> bool:
+        return set(metrics) <= self.names.get(step, set())
+
+    @property
+    def last_step(self) -> int:
+        return max(self.names, default=-1)
 
 
 def load_backend(import_path: str, info: RunInfo) -> Backend:
@@ -56,6 +85,8 @@ def load_backend(import_path: str, info: RunInfo) -> Backend:
 
 
 class TrackioBackend(Backend):
+    storage = "its SQLite store"
+
     def start(self) -> None:
         import trackio
 
@@ -68,22 +99,41 @@ class TrackioBackend(Backend):
         self._run.log(metrics, step=step)
 
     def finish(self, status: str) -> None:
-        # trackio has no run state; the journal's end record keeps the status.
+        """Trackio has no run state: a run that did not finish gets an alert saying how it ended
+        (stored with the run, shown on the dashboard)."""
+        if status != "finished":
+            import trackio
+
+            level = trackio.AlertLevel.WARN if status == "interrupted" else trackio.AlertLevel.ERROR
+            self._run.alert(title=f"run {status}", level=level,
+                            text=f"the training run ended as {status}; the journal's end record keeps it")
         self._run.finish()
 
     def where(self) -> str:
         return trackio_show_command(self.info.project)
 
-    def delivered_filter(self):
+    def stored(self) -> Stored:
         from trackio.sqlite_storage import SQLiteStorage
 
-        stored: dict[int, set[str]] = {}
-        for row in SQLiteStorage.get_logs(self.info.project, self.info.run_name) or []:
-            stored.setdefault(row.get("step"), set()).update(row)
-        return lambda step, metrics: set(metrics) <= stored.get(step, set())
+        rows = SQLiteStorage.get_logs(self.info.project, self.info.run_name) or []
+        return Stored((row.get("step"), row) for row in rows)
 
 
 class WandbBackend(Backend):
+    """W&B, online or offline. Its storage here is the run's local transaction log
+    (``run-*.wandb``), written online and offline alike: online, "confirmed" means recorded
+    locally, not uploaded."""
+
+    def __init__(self, info: RunInfo):
+        super().__init__(info)
+        self._run = None
+        self._last_step = -1
+
+    @property
+    def storage(self) -> str:
+        offline = self._run is None or self._run.settings.mode in ("offline", "dryrun")
+        return "its offline run files" if offline else "its local run files (recorded locally, not yet confirmed uploaded)"
+
     def start(self) -> None:
         import wandb
 
@@ -93,16 +143,36 @@ class WandbBackend(Backend):
                                config=self.info.config, mode=mode,
                                settings=wandb.Settings(console="off", init_timeout=60))
 
+    def rejects(self, step: int) -> str | None:
+        if step < self._last_step:
+            return f"W&B drops a step lower than its last one ({self._last_step})"
+        return None
+
     def log(self, metrics: dict, step: int) -> None:
         self._run.log(metrics, step=step)
+        self._last_step = max(self._last_step, step)
 
     def finish(self, status: str) -> None:
         self._run.finish(exit_code=0 if status == "finished" else 1)
 
     def where(self) -> str:
-        run = getattr(self, "_run", None)
-        if run is None:
+        if self._run is None:
             return ""
-        if run.settings.mode in ("offline", "dryrun"):
-            return wandb_sync_command(run.settings.sync_dir)
-        return run.url or ""
+        if self._run.settings.mode in ("offline", "dryrun"):
+            return wandb_sync_command(self._run.settings.sync_dir)
+        return self._run.url or ""
+
+    def stored(self) -> Stored:
+        """Every local run directory of this run id (one per session: a resume or a replay adds
+        one), read with wandb's own reader."""
+        from adamwprune.tracking.readback import wandb_history
+
+        root = (Path(self._run.settings.sync_dir).parent if self._run is not None
+                else Path(os.environ.get("WANDB_DIR") or ".") / "wandb")
+        rows = []
+        for run_dir in sorted(root.glob(f"*run-*-{self.info.wandb_id}")):
+            if any(run_dir.glob("*.wandb")):
+                rows += wandb_history(run_dir)[0]
+        stored = Stored((row.get("_step"), row) for row in rows)
+        self._last_step = max(self._last_step, stored.last_step)
+        return stored

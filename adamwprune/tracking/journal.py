@@ -15,6 +15,7 @@ Record shapes::
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -26,9 +27,17 @@ JOURNAL_NAME = "metrics.jsonl"
 
 
 class JournalWriter:
+    """Appends whole records or nothing.
+
+    A write that lands short (a full disk, a file size limit) is cut back to the end of the
+    last whole record and raised as OSError: the caller counts the record as lost, and no torn
+    line is left for the next record to be glued to.
+    """
+
     def __init__(self, path: Path):
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._torn_at: int | None = None  # a torn write not cut back yet
 
     def write_metrics(self, step: int, finite: dict, nonfinite: dict | None) -> None:
         record = {"step": step, "time": time.time(), "metrics": finite}
@@ -40,7 +49,25 @@ class JournalWriter:
         self._append({"event": event, "time": time.time(), **fields})
 
     def _append(self, record: dict) -> None:
-        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if self._torn_at is not None:  # raises while the torn write cannot be cut back
+            os.ftruncate(self._fd, self._torn_at)
+            self._torn_at = None
+        end = os.lseek(self._fd, 0, os.SEEK_END)  # the one writer's end: where a torn write is cut back to
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            self._cut_back(end)
+            raise
+        if written != len(data):
+            self._cut_back(end)
+            raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written (disk full?)")
+
+    def _cut_back(self, end: int) -> None:
+        try:
+            os.ftruncate(self._fd, end)
+        except OSError:  # cannot even shrink the file now: the next append tries first
+            self._torn_at = end
 
     def close(self) -> None:
         if self._fd >= 0:

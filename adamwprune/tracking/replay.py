@@ -14,7 +14,7 @@ from adamwprune.tracking.backends import BACKEND_CLASSES
 from adamwprune.tracking.delivery import Reporter, deliver
 from adamwprune.tracking.journal import JOURNAL_NAME
 from adamwprune.tracking.selection import parse_trackers, require_installed
-from adamwprune.tracking.tracker import preflight
+from adamwprune.tracking.tracker import preflight, summary_line
 from adamwprune.tracking.runinfo import read_run_info, write_run_info
 
 
@@ -38,11 +38,6 @@ def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
     result = deliver(run_dir, {name: BACKEND_CLASSES[name] for name in names}, replay=True,
                      drain_timeout=timeout, report=Reporter())
     for name, backend in result["backends"].items():  # the program's result: stdout
-        line = (f"replay: {name}: {backend['delivered']} records delivered, {backend['skipped']} "
-                f"already there, {backend['failed']} failed")
-        if backend["error"]:
-            line += f" ({backend['error']})"
-        if backend["where"]:
-            line += f" -> {backend['where']}"
-        print(line, flush=True)
+        line, _ = summary_line(name, backend)
+        print(f"replay: {line} ({backend['sent']} sent now, {backend['skipped']} already there)", flush=True)
     return result

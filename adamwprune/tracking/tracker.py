@@ -17,8 +17,10 @@ import netrc
 import os
 import subprocess
 import sys
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,7 +30,7 @@ import orjson
 from adamwprune import child_env
 from adamwprune.errors import UserError
 from adamwprune.tracking.backends import BACKEND_CLASSES
-from adamwprune.tracking.commands import tool, wandb_login_command
+from adamwprune.tracking.commands import replay_command, tool, wandb_login_command
 from adamwprune.tracking.delivery import LOG_NAME, STATUS_NAME
 from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
 from adamwprune.tracking.logs import log
@@ -40,7 +42,9 @@ from adamwprune.tracking.values import split_metrics
 
 STATUSES = ("finished", "failed", "interrupted", "crashed")
 WANDB_MODES = ("online", "offline", "dryrun", "disabled")
-RELAY_JOIN_S = 2.0  # at finish, how long the delivery process's last reports may take to arrive
+RELAY_JOIN_S = 5.0  # at finish, how long the delivery process's result may take to arrive once it exited
+SUPERVISE_EVERY_S = 1.0  # how often log() looks whether the delivery process is still alive
+MAX_RESTARTS = 3  # delivery processes started again after one died, per session
 
 
 class ExperimentTracker:
@@ -80,13 +84,14 @@ class ExperimentTracker:
         self.enabled = is_rank_zero()  # used directly (not through open_tracker), it still tracks on rank 0 only
         self.nonfinite_counts: dict[str, int] = {}
         self.lost_records = 0
+        self.rejected: dict[str, int] = {}  # per backend: records at a step it would drop
+        self.restarts = 0  # delivery processes started again after one died
         self._last_step = -1
         self._lock = threading.Lock()
         self._finished = False
         self._journal: JournalWriter | None = None
-        self._delivery: subprocess.Popen | None = None
-        self._wake_fd: int | None = None
-        self._relay: threading.Thread | None = None
+        self._delivery: DeliveryProcess | None = None
+        self._next_check = 0.0
         if not self.enabled:
             return
         wandb_offline = preflight(self.backends, wandb_offline)
@@ -102,14 +107,12 @@ class ExperimentTracker:
             self._last_step = last_step(journal_path)  # log_system / auto steps continue, not restart
         self._journal = JournalWriter(journal_path)
         self._journal.write_event("start", resumed=bool(offset), trackers=format_trackers(self.backends))
-        selected = {name: BACKEND_CLASSES[name] for name in self.backends}
-        selected.update(extra_backends or {})
+        self._selected = {name: BACKEND_CLASSES[name] for name in self.backends}
+        self._selected.update(extra_backends or {})
+        self._offset = offset  # where this session's records start: a restarted delivery begins there
+        selected = self._selected
         if selected:
-            self._delivery, self._wake_fd, report_fd = _start_delivery(self.run_dir, selected, offset,
-                                                                       finish_timeout)
-            self._relay = threading.Thread(target=_relay_reports, args=(report_fd,),
-                                           name="adamwprune-delivery-reports", daemon=True)
-            self._relay.start()
+            self._delivery = DeliveryProcess(self.run_dir, selected, offset, finish_timeout)
         atexit.register(self._finish_at_exit)
         names = "+".join(selected) or "none (journal only)"
         log.info("tracking: %s | project %s | run %s | run dir %s", names, self.project, self.run_name,
@@ -137,7 +140,13 @@ class ExperimentTracker:
         finite, nonfinite = split_metrics(metrics)
         with self._lock:
             step = self._last_step + 1 if step is None else int(step)
+            if step < self._last_step:
+                self._reject_lower_step(step)
             self._write(step, finite, nonfinite)
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + SUPERVISE_EVERY_S
+                self._supervise()
 
     def log_system(self, metrics: Mapping) -> None:
         """Record metrics sampled off the training thread (GPU monitor) at the current step."""
@@ -160,6 +169,40 @@ class ExperimentTracker:
                 log.warning("adamwprune tracking: cannot write %s (%s); training goes on but these "
                             "metrics are lost", self._journal.path, err)
 
+    def _reject_lower_step(self, step: int) -> None:
+        """W&B drops a step lower than its last one: say so at the call, once, and count it."""
+        for name in self.backends:
+            if name == "wandb":
+                self.rejected[name] = self.rejected.get(name, 0) + 1
+                if self.rejected[name] == 1:
+                    log.warning("adamwprune tracking: step %s is lower than step %s, logged before; W&B "
+                                "drops such a record, so it is not sent there and is counted as rejected "
+                                "(the journal%s keeps it)", step, self._last_step,
+                                " and Trackio" if "trackio" in self.backends else "")
+
+    def _supervise(self) -> None:
+        """Start the delivery process again if it died before the run ended (bounded)."""
+        delivery = self._delivery
+        if delivery is None or delivery.returncode is None:
+            return
+        if self.restarts >= MAX_RESTARTS:
+            return
+        self.restarts += 1
+        log.warning("adamwprune tracking: the delivery process (pid %s) %s before the run ended; started "
+                    "it again (%s of %s): it sends what the backends do not hold yet", delivery.pid,
+                    delivery.how_it_ended(), self.restarts, MAX_RESTARTS)
+        delivery.close()
+        try:
+            self._delivery = DeliveryProcess(self.run_dir, self._selected, self._offset,
+                                             self.finish_timeout, skip_stored=True)
+        except OSError as err:
+            self._delivery = None
+            log.warning("adamwprune tracking: cannot start the delivery process again (%s); records stay "
+                        "in the journal (%s)", err, self._resend_hint())
+
+    def _resend_hint(self) -> str:
+        return "resend: " + replay_command(self.run_dir, format_trackers(self.backends))
+
     def _count_nonfinite(self, nonfinite: dict, step: int) -> None:
         for name, kind in nonfinite.items():
             count = self.nonfinite_counts.get(name, 0) + 1
@@ -172,7 +215,9 @@ class ExperimentTracker:
     def finish(self, status: str = "finished") -> dict | None:
         """Close the journal, wait (bounded) for delivery, log one line per backend.
 
-        Returns the delivery status (``delivery.json``) or None when nothing was delivered.
+        Returns the delivery result (per backend: records confirmed in its own storage,
+        rejected, missing, failed) or None when there was nothing to deliver or no result came.
+        Never raises for a tracking fault (a full disk, a dead delivery process).
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -181,41 +226,50 @@ class ExperimentTracker:
         self._finished = True
         atexit.unregister(self._finish_at_exit)
         with self._lock:
-            self._journal.write_event("end", status=status)
+            try:
+                self._journal.write_event("end", status=status)
+            except OSError as err:  # the delivery process gets the status through its wake pipe
+                log.warning("adamwprune tracking: cannot write the end of the run to %s (%s); the "
+                            "backends still get status %s", self._journal.path, err.strerror or err, status)
             self._journal.close()
-        if self._wake_fd is not None:
-            os.close(self._wake_fd)  # end of file on the pipe: delivery reads the end record now
-            self._wake_fd = None
-        result = self._wait_for_delivery() if self._delivery else None
-        if self._relay is not None and self._delivery.poll() is not None:
-            self._relay.join(RELAY_JOIN_S)  # its failure reports come before the summary
+        result = self._drain(status)
         self._log_summary(status, result)
         return result
 
-    def _wait_for_delivery(self) -> dict | None:
-        try:
-            self._delivery.wait(self.finish_timeout + 10)
-        except subprocess.TimeoutExpired:
-            log.warning("tracking: delivery still running in the background (pid %s); progress in %s",
-                        self._delivery.pid, self.run_dir / STATUS_NAME)
-        try:
-            return orjson.loads((self.run_dir / STATUS_NAME).read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            log.warning("tracking: the delivery process left no status; see %s", self.run_dir / LOG_NAME)
-            return None
+    def _drain(self, status: str) -> dict | None:
+        """Wait for the delivery process's result, starting it again (bounded) if it died."""
+        while self._delivery is not None:
+            self._supervise()  # died before the end: the replacement reads the end now
+            delivery = self._delivery
+            if delivery is None:
+                break
+            delivery.end(status)
+            result = delivery.wait(self.finish_timeout + 10)
+            if result is not None:
+                return result
+            if delivery.returncode is None:
+                log.warning("tracking: delivery still running in the background (pid %s); progress in %s",
+                            delivery.pid, self.run_dir / STATUS_NAME)
+                return None
+            if self.restarts >= MAX_RESTARTS:
+                log.warning("adamwprune tracking: the delivery process (pid %s) %s before it finished, %s "
+                            "times; giving up", delivery.pid, delivery.how_it_ended(), self.restarts + 1)
+                return None
+        return None
 
     def _log_summary(self, status: str, result: dict | None) -> None:
         """One line for the run, one per backend (WARNING when it lost records), the NaN counts."""
         log.info("tracking: run %s %s; run dir %s", self.run_name, status, self.run_dir)
+        if self._selected and result is None:
+            log.warning("tracking: what the backends hold is unconfirmed (no result from the delivery "
+                        "process; see %s); %s", self.run_dir / LOG_NAME, self._resend_hint())
         for name, backend in (result or {}).get("backends", {}).items():
-            line = (f"tracking: {name}: {backend['delivered']} records delivered, "
-                    f"{backend['failed']} failed")
-            troubled = backend["state"] in ("failed", "hung")
+            line, troubled = summary_line(name, backend)
             if troubled:
-                line += f" ({backend['state']}: {backend['error']})"
-            if backend.get("where"):
-                line += f" -> {backend['where']}"
-            log.log(logging.WARNING if troubled or backend["failed"] else logging.INFO, "%s", line)
+                line += f"; resend: {replay_command(self.run_dir, name)}"
+            log.log(logging.WARNING if troubled else logging.INFO, "tracking: %s", line)
+        if self.lost_records:
+            log.warning("tracking: %s records could not be written to the journal and are lost", self.lost_records)
         if self.nonfinite_counts:
             counts = ", ".join(f"{k} x{v}" for k, v in self.nonfinite_counts.items())
             log.warning("tracking: non-finite values logged: %s", counts)
@@ -246,26 +300,50 @@ def preflight(backends: Sequence[str], wandb_offline: bool) -> bool:
     return _check_wandb(wandb_offline) if "wandb" in backends else wandb_offline
 
 
-def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
-                    finish_timeout: float) -> tuple[subprocess.Popen, int, int]:
-    """Start the delivery process in its own session (Ctrl-C stays with the trainer).
+def summary_line(name: str, backend: dict) -> tuple[str, bool]:
+    """The end-of-run line of one backend, and whether it tells of lost or unconfirmed records."""
+    total, confirmed = backend["records"], backend["confirmed"]
+    if confirmed is None:
+        line = f"{name}: {backend['sent']} of {total} records sent, unconfirmed ({backend['unconfirmed']})"
+    else:
+        line = f"{name}: {confirmed} of {total} records confirmed in {backend['storage']}"
+    if backend["rejected"]:
+        line += f", {backend['rejected']} rejected ({backend['reject_reason']})"
+    if backend["missing"]:
+        line += f", {backend['missing']} missing"
+    if backend["failed"]:
+        line += f", {backend['failed']} failed"
+    if backend["state"] in ("failed", "hung"):
+        line += f" ({backend['state']}: {backend['error']})"
+    if backend.get("where"):
+        line += f" -> {backend['where']}"
+    troubled = bool(confirmed is None or backend["missing"] or backend["failed"]
+                    or backend["state"] in ("failed", "hung"))
+    return line, troubled
 
-    Returns it, the write end of its wake pipe (the caller closes it at finish) and the read
-    end of its report pipe: its one-line failure reports, for the caller to log.
-    """
-    wake_read, wake_write = os.pipe()
-    report_read, report_write = os.pipe()
-    cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
-           "--offset", str(offset), "--parent-pid", str(os.getpid()),
-           "--drain-timeout", str(max(1.0, finish_timeout - 2))]
-    cmd += [f"--backend={name}={path}" for name, path in backends.items()]
-    cmd += ["--wake-fd", str(wake_read), "--report-fd", str(report_write)]
-    pass_fds = [wake_read, report_write]
-    with open(run_dir / LOG_NAME, "ab") as delivery_log:
+
+class DeliveryProcess:
+    """One delivery process as the trainer sees it: started in its own session (Ctrl-C stays
+    with the trainer), a wake pipe (``end <status>``, then end of file) and a report pipe whose
+    lines a thread logs and whose last message is the result."""
+
+    def __init__(self, run_dir: Path, backends: Mapping[str, str], offset: int, finish_timeout: float,
+                 skip_stored: bool = False):
+        wake_read, wake_write = os.pipe()
+        report_read, report_write = os.pipe()
+        cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
+               "--offset", str(offset), "--parent-pid", str(os.getpid()),
+               "--drain-timeout", str(max(1.0, finish_timeout - 2)),
+               *[f"--backend={name}={path}" for name, path in backends.items()],
+               "--wake-fd", str(wake_read), "--report-fd", str(report_write)]
+        if skip_stored:
+            cmd.append("--skip-stored")
+        pass_fds = [wake_read, report_write]
         try:
-            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=delivery_log,
-                                       stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                                       start_new_session=True, env=child_env())
+            with open(run_dir / LOG_NAME, "ab") as delivery_log:
+                self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=delivery_log,
+                                                stderr=subprocess.STDOUT, pass_fds=pass_fds,
+                                                start_new_session=True, env=child_env())
         except BaseException:
             os.close(wake_write)
             os.close(report_read)
@@ -273,17 +351,60 @@ def _start_delivery(run_dir: Path, backends: Mapping[str, str], offset: int,
         finally:
             for fd in pass_fds:
                 os.close(fd)
-    return process, wake_write, report_read
+        self.pid = self.process.pid
+        self.result: dict | None = None
+        self._wake_fd: int | None = wake_write
+        self._relay = threading.Thread(target=self._relay_reports, args=(report_read,),
+                                       name="adamwprune-delivery-reports", daemon=True)
+        self._relay.start()
 
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
 
-def _relay_reports(report_fd: int) -> None:
-    """Log each line the delivery process reports (a thread; ends when the pipe closes).
+    def how_it_ended(self) -> str:
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with status {code}"
 
-    Once this process is gone the delivery process writes its reports to delivery.log.
-    """
-    with open(report_fd, encoding="utf-8", errors="replace") as pipe:
-        for line in pipe:
-            log.warning("%s", line.rstrip("\n"))
+    def _relay_reports(self, report_fd: int) -> None:
+        """Log each report line; keep the result (a thread; ends when the pipe closes)."""
+        with open(report_fd, "rb") as pipe:
+            for line in pipe:
+                try:
+                    message = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    log.warning("%s", line.decode(errors="replace").rstrip("\n"))
+                    continue
+                if "result" in message:
+                    self.result = message["result"]
+                elif "report" in message:
+                    log.warning("%s", message["report"])
+
+    def end(self, status: str) -> None:
+        """Tell the process the run ended (also when the journal's end record could not be written)."""
+        if self._wake_fd is None:
+            return
+        try:
+            os.write(self._wake_fd, f"end {status}\n".encode())
+        except BrokenPipeError:
+            log.info("tracking: the delivery process (pid %s) is gone before the end of the run", self.pid)
+        self.close()
+
+    def close(self) -> None:
+        if self._wake_fd is not None:
+            os.close(self._wake_fd)
+            self._wake_fd = None
+
+    def wait(self, timeout: float) -> dict | None:
+        """The result, once the process has exited and its report pipe is drained (None: none came)."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._relay.join(RELAY_JOIN_S)
+        return self.result
 
 
 def _trackio_dir() -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,12 +35,57 @@ RESUME_KEYS = ("model", "optimizer", "iteration", "best_val_loss", "training_tim
 
 
 def save_atomic(state: dict[str, Any], path: Path | str) -> Path:
-    """torch.save ``state`` to ``path`` atomically and durably (fsync, then rename)."""
+    """torch.save ``state`` to ``path`` atomically and durably (fsync, then rename).
+
+    A write error (a full disk) is raised as that OSError: torch.save would turn it into a
+    RuntimeError from its zip writer that does not say why. The previous file stays intact.
+    """
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda out: torch.save(state, out), durable=True)
+
+    def write(out) -> None:
+        watched = _WriteErrors(out)
+        try:
+            torch.save(state, watched)
+        except RuntimeError:
+            if watched.error is not None:
+                raise watched.error from None
+            raise
+
+    return atomic_write(path, write, durable=True)
+
+
+class _WriteErrors:
+    """A binary file that keeps the OSError of a failed write (torch.save's writer hides it)."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def save_or_warn(state: dict[str, Any], path: Path | str) -> bool:
+    """:func:`save_atomic`; a write error (a full disk) is one warning line on stderr instead, and
+    the previous checkpoint stays as it was. Training goes on either way."""
+    try:
+        save_atomic(state, path)
+        return True
+    except OSError as err:
+        print(f"warning: cannot save {path} ({err.strerror or err}); the previous {Path(path).name} "
+              "is kept as it was, training goes on (free space or choose another --output-dir)",
+              file=sys.stderr, flush=True)
+        return False
 
 
 def load(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
@@ -84,7 +130,7 @@ class BestCheckpoint:
             return False
         self.best_metrics = dict(metrics)
         if self.enabled:
-            save_atomic(make_state(), self.path)
+            save_or_warn(make_state(), self.path)
         return True
 
     def restore(self, best_val_loss: float, best_metrics: dict[str, float]) -> None:
