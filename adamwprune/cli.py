@@ -31,8 +31,9 @@ def _main(argv: Sequence[str] | None) -> int:
     from adamwprune.tracking.replay import replay
 
     result = replay(args.run_dir, args.tracker, args.timeout)
-    failed = any(b["state"] in ("failed", "hung") or b["failed"] for b in result["backends"].values())
-    return 1 if failed else 0
+    whole = all(b["confirmed"] is not None and not b["missing"] and b["state"] == "done"
+                for b in result["backends"].values())
+    return 0 if whole else 1  # 1: a backend lacks records (or cannot tell), as the lines above say
 
 
 def main(argv: Sequence[str] | None = None) -> int:

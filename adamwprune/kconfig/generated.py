@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import math
 import re
+import sys
 from pathlib import Path
 
 from adamwprune.errors import UserError
@@ -143,6 +144,16 @@ def load_config(root: Path | str | None = None):
         return None
     if not is_current(root):
         regenerate(root)
+    try:
+        return _import_config(root)
+    except (SyntaxError, AttributeError, NameError) as err:  # config.py edited by hand: it is generated
+        print(f"note: {root / PYCONFIG} was damaged ({type(err).__name__}: {err.msg if isinstance(err, SyntaxError) else err}); "
+              "regenerated it from .config", file=sys.stderr, flush=True)
+        regenerate(root)
+        return _import_config(root)
+
+
+def _import_config(root: Path):
     spec = importlib.util.spec_from_file_location("_adamwprune_generated_config", root / PYCONFIG)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -50,9 +50,14 @@ def load_strict(kconf, path: Path) -> None:
     """Load a .config/defconfig file; any line kconfiglib would drop or ignore is an error."""
     kconf.warnings.clear()
     try:
+        path.read_bytes().decode("utf-8")
         kconf.load_config(str(path))
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+                        "save the file as UTF-8") from None
     problems = [_undefined_message(kconf, name) for name, _ in kconf.missing_syms]
     problems += [_clean_warning(text) for text in kconf.warnings]
     problems += _ineffective_assignments(kconf)

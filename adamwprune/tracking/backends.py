@@ -89,7 +89,12 @@ class TrackioBackend(Backend):
 
     def start(self) -> None:
         import trackio
+        from trackio.sqlite_storage import SQLiteStorage
 
+        if not self.info.resume and self.info.run_name in SQLiteStorage.get_runs(self.info.project):
+            raise RuntimeError(f"Trackio project {self.info.project} already has a run named "
+                               f"{self.info.run_name} (from another run directory); a new run does not "
+                               "append to it: pick another run name (this run's records stay in its journal)")
         self._run = trackio.init(project=self.info.project, name=self.info.run_name,
                                  config=self.info.config,
                                  resume="allow" if self.info.resume else "never",

@@ -28,7 +28,7 @@ import orjson
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.backends import Backend, load_backend
 from adamwprune.tracking.commands import replay_command
-from adamwprune.tracking.journal import JOURNAL_NAME, JournalReader
+from adamwprune.tracking.journal import JOURNAL_NAME, JournalReader, record_problem
 from adamwprune.tracking.logs import log
 from adamwprune.tracking.runinfo import read_run_info
 from adamwprune.tracking.values import join_metrics
@@ -222,13 +222,21 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
         worker.start()
     reader = JournalReader(run_dir / JOURNAL_NAME, offset)
     status_file = StatusFile(run_dir / (REPLAY_STATUS_NAME if replay else STATUS_NAME), report)
-    records = 0
+    records = invalid = 0
     wake = Wake(wake_fd)
 
     def pump() -> str | None:
         """Hand every newly completed record to the workers; the end status if seen."""
-        nonlocal records
+        nonlocal records, invalid
         for record in reader.read_available():
+            problem = record_problem(record)
+            if problem:
+                invalid += 1
+                if invalid == 1:
+                    report(f"{run_dir / JOURNAL_NAME}: a line that is not a record ({problem}: "
+                           f"{orjson.dumps(record).decode()[:120]}), before byte {reader.offset}; skipped, "
+                           "like any other such line (counted in the status)")
+                continue
             if "event" in record:
                 if record["event"] == "end":
                     return record.get("status", "finished")
@@ -255,7 +263,7 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
             break
         now = time.monotonic()
         if now - last_status_write > STATUS_EVERY_S:
-            status_file.write(_status(workers, records, "running", None, reader))
+            status_file.write(_status(workers, records, "running", None, reader, invalid))
             last_status_write = now
         wake.wait()
     for worker in workers:
@@ -271,7 +279,7 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
                    f"({worker.sent} sent, {worker.queue.qsize()} pending); giving up on it "
                    f"({resend_hint(run_dir, worker.backend_name)})")
     reader.close()
-    result = _status(workers, records, "done", status, reader)
+    result = _status(workers, records, "done", status, reader, invalid)
     status_file.write(result)
     return result
 
@@ -352,9 +360,10 @@ class ChatterLog:
         return getattr(self.stream, name)
 
 
-def _status(workers, records: int, state: str, status: str | None, reader: JournalReader) -> dict:
+def _status(workers, records: int, state: str, status: str | None, reader: JournalReader,
+            invalid: int) -> dict:
     return {"pid": os.getpid(), "state": state, "status": status, "records": records,
-            "bad_lines": reader.bad_lines, "journal_offset": reader.offset,
+            "bad_lines": reader.bad_lines, "invalid_records": invalid, "journal_offset": reader.offset,
             "backends": {worker.backend_name: worker.summary(records) for worker in workers}}
 
 

@@ -113,6 +113,26 @@ class JournalReader:
             self._file = None
 
 
+_NONFINITE = {"nan", "inf", "-inf"}
+
+
+def record_problem(record) -> str | None:
+    """Why a parsed journal line is not a record this module writes (None: it is one)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if "event" in record:
+        return None if isinstance(record["event"], str) else "an event that is not a name"
+    step = record.get("step")
+    if type(step) is not int or step < 0:
+        return "no step (a whole number >= 0)"
+    if not isinstance(record.get("metrics"), dict):
+        return "no metrics object"
+    nonfinite = record.get("nonfinite", {})
+    if not isinstance(nonfinite, dict) or not set(nonfinite.values()) <= _NONFINITE:
+        return "a nonfinite map that is not name -> nan/inf/-inf"
+    return None
+
+
 def last_step(path: Path, tail_bytes: int = 1 << 16) -> int:
     """The highest step among the journal's last records (-1 when it has none).
 

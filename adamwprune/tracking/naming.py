@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from adamwprune.errors import UserError
+
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -79,7 +81,15 @@ def default_run_name(model: str, optimizer: str, when: float | None = None) -> s
 
 
 def run_dir_for(output_dir: str | os.PathLike, project: str, run_name: str) -> Path:
-    """Where a run lives: ``OUTPUT_DIR/PROJECT/RUN_NAME`` (the one place this layout is spelled)."""
+    """Where a run lives: ``OUTPUT_DIR/PROJECT/RUN_NAME`` (the one place this layout is spelled).
+
+    The project and the run name are single path components (UserError otherwise), so a run
+    stays inside the output directory.
+    """
+    for what, name in (("project name", project), ("run name", run_name)):
+        if not name or name in (".", "..") or "/" in name or "\0" in name or (os.sep != "/" and os.sep in name):
+            raise UserError(f"{what} {name!r} must be one directory name (not empty, no '/', not '.' or "
+                            f"'..'): a run lives in OUTPUT_DIR/PROJECT/RUN_NAME")
     return Path(output_dir) / project / run_name
 
 

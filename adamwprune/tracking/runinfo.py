@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,5 +51,11 @@ def read_run_info(run_dir: Path) -> RunInfo:
                         "printed at start (it holds run.json and metrics.jsonl)") from None
     except orjson.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); restore it or recreate it") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror or err})") from None
+    fields = {f.name for f in dataclasses.fields(RunInfo)}
+    if not isinstance(data, dict) or not {"project", "run_name"} <= set(data) or set(data) - fields:
+        raise UserError(f"{path} is not a run's run.json (it needs project and run_name, and holds only "
+                        f"{', '.join(sorted(fields - {'run_dir'}))}); restore it from the run's first session")
     data["run_dir"] = Path(run_dir)
     return RunInfo(**data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import netrc
+import operator
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from adamwprune.tracking.journal import JOURNAL_NAME, JournalWriter, last_step
 from adamwprune.tracking.logs import log
 from adamwprune.tracking.naming import default_run
 from adamwprune.tracking.protocol import is_rank_zero
+from adamwprune.tracking.runlock import RunLock
 from adamwprune.tracking.runinfo import RUN_INFO_NAME, RunInfo, new_wandb_id, read_run_info, write_run_info
 from adamwprune.tracking.selection import format_trackers, parse_trackers, require_installed
 from adamwprune.tracking.values import split_metrics
@@ -91,17 +93,23 @@ class ExperimentTracker:
         self._finished = False
         self._journal: JournalWriter | None = None
         self._delivery: DeliveryProcess | None = None
+        self._run_lock: RunLock | None = None
         self._next_check = 0.0
         if not self.enabled:
             return
         wandb_offline = preflight(self.backends, wandb_offline)
         _require_writable(self.run_dir, "run directory", "choose another --output-dir")
-        info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
-        journal_path = self.run_dir / JOURNAL_NAME
-        offset = journal_path.stat().st_size if journal_path.exists() else 0
-        if offset and not resume:
-            raise UserError(f"{self.run_dir} already holds a run journal; resume it (--resume) "
-                            "or pick another run name")
+        self._run_lock = RunLock(self.run_dir, "resume it")  # held until finish; the kernel's after kill -9
+        try:
+            info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
+            journal_path = self.run_dir / JOURNAL_NAME
+            offset = journal_path.stat().st_size if journal_path.exists() else 0
+            if offset and not resume:
+                raise UserError(f"{self.run_dir} already holds a run journal; resume it (--resume) "
+                                "or pick another run name")
+        except BaseException:
+            self._run_lock.release()
+            raise
         write_run_info(info)
         if offset:
             self._last_step = last_step(journal_path)  # log_system / auto steps continue, not restart
@@ -139,7 +147,7 @@ class ExperimentTracker:
             return
         finite, nonfinite = split_metrics(metrics)
         with self._lock:
-            step = self._last_step + 1 if step is None else int(step)
+            step = self._last_step + 1 if step is None else _check_step(step)
             if step < self._last_step:
                 self._reject_lower_step(step)
             self._write(step, finite, nonfinite)
@@ -163,6 +171,8 @@ class ExperimentTracker:
             self._count_nonfinite(nonfinite, step)
         try:
             self._journal.write_metrics(step, finite, nonfinite)
+        except orjson.JSONEncodeError as err:  # a value JSON cannot hold: the caller's to fix
+            raise _unencodable(finite, err) from None
         except OSError as err:
             self.lost_records += 1
             if self.lost_records == 1:
@@ -233,6 +243,7 @@ class ExperimentTracker:
                             "backends still get status %s", self._journal.path, err.strerror or err, status)
             self._journal.close()
         result = self._drain(status)
+        self._run_lock.release()
         self._log_summary(status, result)
         return result
 
@@ -298,6 +309,27 @@ def preflight(backends: Sequence[str], wandb_offline: bool) -> bool:
     if "trackio" in backends:
         _require_writable(_trackio_dir(), "Trackio directory", "set TRACKIO_DIR to a writable directory")
     return _check_wandb(wandb_offline) if "wandb" in backends else wandb_offline
+
+
+def _check_step(step) -> int:
+    """A step as an int: whole numbers only (2.9 is refused, not cut to 2), never negative."""
+    try:
+        value = operator.index(step)
+    except TypeError:
+        raise TypeError(f"step must be a whole number, got {step!r}") from None
+    if value < 0:
+        raise ValueError(f"step must be >= 0, got {value}")
+    return value
+
+
+def _unencodable(finite: dict, err: Exception) -> ValueError:
+    """The error naming the metric whose value the journal (JSON) cannot hold."""
+    for name, value in finite.items():
+        try:
+            orjson.dumps({name: value})
+        except orjson.JSONEncodeError as problem:
+            return ValueError(f"metric {name!r} cannot be logged ({problem}): log a float or a valid string")
+    return ValueError(f"metrics cannot be logged ({err})")
 
 
 def summary_line(name: str, backend: dict) -> tuple[str, bool]:

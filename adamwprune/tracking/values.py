@@ -22,6 +22,8 @@ def split_metrics(metrics: dict) -> tuple[dict, dict[str, str] | None]:
     finite = {}
     nonfinite = None
     for name, value in metrics.items():
+        if type(name) is not str:
+            raise TypeError(f"metric names must be strings, got {name!r}")
         kind = type(value)
         if kind is not float and kind not in _PLAIN:
             value = _scalar(name, value)
@@ -31,8 +33,6 @@ def split_metrics(metrics: dict) -> tuple[dict, dict[str, str] | None]:
                 nonfinite = {}
             nonfinite[name] = "nan" if value != value else ("inf" if value > 0 else "-inf")
             continue
-        if type(name) is not str:
-            raise TypeError(f"metric names must be strings, got {name!r}")
         finite[name] = value
     return finite, nonfinite
 
