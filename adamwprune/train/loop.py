@@ -497,7 +497,7 @@ class Trainer:
                      "pruner": self.pruner.state_dict(), "training_time": self.elapsed(),
                      "best_val_loss": self.best.best_val_loss, "best_metrics": self.best.best_metrics,
                      "rng": {"per_rank": per_rank, "eval": self.eval_generator.get_state()}}
-            ckpt.save_atomic(state, self.run_dir / ckpt.LAST_NAME)
+            ckpt.save_or_warn(state, self.run_dir / ckpt.LAST_NAME)
         barrier(self.ctx)
 
     def save_after_hard_interrupt(self) -> None:
