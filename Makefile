@@ -6,6 +6,7 @@
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
 #   make menuconfig | make | make show | make test_matrix
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
+#   make chaos [N=50]              kill -9 trials, lost/duplicated records counted (docs/chaos.md)
 #   make prepare-data DATASET=finewebedu|shakespeare [PREPARE_ARGS="--max-tokens 100000000"]
 #
 # Set-up (scripts/setup_venv.py, run with python3 by every target that needs .venv)
@@ -29,7 +30,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := all
 .PHONY: all venv test demo defconfig menuconfig show test_matrix trackio-test wandb-test \
-        prepare-data bench clean FORCE
+        prepare-data bench chaos clean FORCE
 
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
@@ -41,7 +42,7 @@ demo: NEEDS := trackio
 test: NEEDS := dev all
 trackio-test show: NEEDS := trackio
 wandb-test: NEEDS := wandb
-bench: NEEDS := all
+bench chaos: NEEDS := all
 all test_matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
 prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data)
 
@@ -90,6 +91,10 @@ prepare-data: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tracker_log_latency.py
+
+# kill -9 at random moments, counted from the backends' storage (docs/chaos.md); N trials
+chaos: $(STAMP)
+	$(PY) benchmarks/chaos.py --trials $(or $(N),50)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

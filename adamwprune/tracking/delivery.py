@@ -14,6 +14,7 @@ logger directly.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import queue
 import select
@@ -200,19 +201,34 @@ class BackendWorker(threading.Thread):
                 "storage": self.storage, "where": self.where}
 
 
-def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_pid: int | None = None,
-            wake_fd: int | None = None, drain_timeout: float = 60.0, replay: bool = False,
-            skip_stored: bool = False, report: Reporter) -> dict:
-    """Deliver the journal from ``offset`` to ``backends`` (name -> import path).
+def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, session_start: int = 0,
+            parent_pid: int | None = None, wake_fd: int | None = None, drain_timeout: float = 60.0,
+            replay: bool = False, skip_stored: bool = False, report: Reporter) -> dict:
+    """Deliver the journal from byte ``offset`` to ``backends`` (name -> import path).
 
-    Follows the file until its end record (or, with ``parent_pid``, until that
-    process is gone: status ``crashed``); with ``replay`` reads what is there.
-    ``wake_fd`` is the read end of a pipe the trainer holds open: ``end <status>`` on it,
-    or its end of file (finish, or the trainer's death), ends the wait at once; the status
-    sent there ends the run when the journal's end record could not be written (a full disk).
-    ``skip_stored`` (implied by ``replay``): records a backend already holds are not sent again.
+    Follows the file until the end record of the session that starts at byte
+    ``session_start`` (earlier sessions' end records are passed over), or, with
+    ``parent_pid``, until that process is gone (status ``crashed``); with ``replay`` reads
+    what is there. ``wake_fd`` is the read end of a pipe the trainer holds open:
+    ``end <status>`` on it, or its end of file (finish, or the trainer's death), ends the
+    wait at once; the status sent there ends the run when the journal's end record could not
+    be written (a full disk). ``skip_stored`` (implied by ``replay``): records a backend
+    already holds are not sent again. One delivery per run at a time: it waits for an
+    earlier one that is still at work (a killed trainer's) to finish.
     Returns the final status dict, also written to ``delivery.json`` when the disk allows.
     """
+    lock = DeliveryLock(run_dir, report)
+    try:
+        return _deliver(run_dir, backends, offset=offset, session_start=session_start,
+                        parent_pid=parent_pid, wake_fd=wake_fd, drain_timeout=drain_timeout,
+                        replay=replay, skip_stored=skip_stored, report=report)
+    finally:
+        lock.release()
+
+
+def _deliver(run_dir: Path, backends: dict[str, str], *, offset: int, session_start: int,
+             parent_pid: int | None, wake_fd: int | None, drain_timeout: float, replay: bool,
+             skip_stored: bool, report: Reporter) -> dict:
     info = read_run_info(run_dir)
     if replay or skip_stored:  # continue the tracked run that already holds part of the records
         info.resume = True
@@ -223,11 +239,12 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
     reader = JournalReader(run_dir / JOURNAL_NAME, offset)
     status_file = StatusFile(run_dir / (REPLAY_STATUS_NAME if replay else STATUS_NAME), report)
     records = invalid = 0
+    last_end: str | None = None  # how the latest session in the journal ended (None: it did not)
     wake = Wake(wake_fd)
 
     def pump() -> str | None:
-        """Hand every newly completed record to the workers; the end status if seen."""
-        nonlocal records, invalid
+        """Hand every newly completed record to the workers; this session's end status if seen."""
+        nonlocal records, invalid, last_end
         for record in reader.read_available():
             problem = record_problem(record)
             if problem:
@@ -238,8 +255,12 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
                            "like any other such line (counted in the status)")
                 continue
             if "event" in record:
-                if record["event"] == "end":
-                    return record.get("status", "finished")
+                if record["event"] == "start":
+                    last_end = None
+                elif record["event"] == "end":
+                    last_end = record.get("status", "finished")
+                    if not replay and reader.offset > session_start:
+                        return last_end
                 continue
             records += 1
             item = (record["step"], join_metrics(record["metrics"], record.get("nonfinite")))
@@ -250,7 +271,7 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
     last_status_write = 0.0
     while (status := pump()) is None:
         if replay:
-            status = "crashed"  # a journal without an end record: the run never finished
+            status = last_end or "crashed"  # no end record after the last start: it never finished
             break
         if wake.status is not None:  # the trainer ended the run, its end record is not in the journal
             status = pump() or wake.status
@@ -282,6 +303,30 @@ def deliver(run_dir: Path, backends: dict[str, str], *, offset: int = 0, parent_
     result = _status(workers, records, "done", status, reader, invalid)
     status_file.write(result)
     return result
+
+
+class DeliveryLock:
+    """``<run_dir>/delivery.lock``: one delivery per run at a time (a flock, released by the kernel
+    when its holder dies)."""
+
+    NAME = "delivery.lock"
+
+    def __init__(self, run_dir: Path, report: Reporter):
+        self._fd = os.open(Path(run_dir) / self.NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 100, 0).decode(errors="replace").strip() or "another process"
+            report(f"waiting for the earlier delivery of this run ({holder}) to finish first")
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"pid {os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the PID is not shown
+            os.ftruncate(self._fd, 0)
+
+    def release(self) -> None:
+        os.close(self._fd)
 
 
 class Wake:
@@ -373,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "(started by ExperimentTracker).")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--backend", action="append", default=[], metavar="NAME=MODULE:CLASS")
-    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="the byte of the journal to read from")
+    parser.add_argument("--session-start", type=int, default=0,
+                        help="the byte where this session's records start (earlier end records are passed over)")
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument("--report-fd", type=int)
@@ -386,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = ChatterLog(sys.stdout, report)  # the libraries print; a full disk must not stop them
     sys.stderr = ChatterLog(sys.stderr, report)
     backends = dict(spec.split("=", 1) for spec in args.backend)
-    result = deliver(args.run_dir, backends, offset=args.offset, parent_pid=args.parent_pid,
+    result = deliver(args.run_dir, backends, offset=args.offset, session_start=args.session_start,
+                     parent_pid=args.parent_pid,
                      wake_fd=args.wake_fd, drain_timeout=args.drain_timeout, skip_stored=args.skip_stored,
                      report=report)
     report.send({"result": result})

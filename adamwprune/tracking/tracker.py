@@ -117,10 +117,11 @@ class ExperimentTracker:
         self._journal.write_event("start", resumed=bool(offset), trackers=format_trackers(self.backends))
         self._selected = {name: BACKEND_CLASSES[name] for name in self.backends}
         self._selected.update(extra_backends or {})
-        self._offset = offset  # where this session's records start: a restarted delivery begins there
+        self._session_start = offset  # where this session's records start in the journal
         selected = self._selected
-        if selected:
-            self._delivery = DeliveryProcess(self.run_dir, selected, offset, finish_timeout)
+        if selected:  # a resumed run's delivery first catches up on what earlier sessions left undelivered
+            self._delivery = DeliveryProcess(self.run_dir, selected, offset, finish_timeout,
+                                             catch_up=bool(offset))
         atexit.register(self._finish_at_exit)
         names = "+".join(selected) or "none (journal only)"
         log.info("tracking: %s | project %s | run %s | run dir %s", names, self.project, self.run_name,
@@ -203,8 +204,8 @@ class ExperimentTracker:
                     delivery.how_it_ended(), self.restarts, MAX_RESTARTS)
         delivery.close()
         try:
-            self._delivery = DeliveryProcess(self.run_dir, self._selected, self._offset,
-                                             self.finish_timeout, skip_stored=True)
+            self._delivery = DeliveryProcess(self.run_dir, self._selected, self._session_start,
+                                             self.finish_timeout, catch_up=True)
         except OSError as err:
             self._delivery = None
             log.warning("adamwprune tracking: cannot start the delivery process again (%s); records stay "
@@ -359,16 +360,19 @@ class DeliveryProcess:
     with the trainer), a wake pipe (``end <status>``, then end of file) and a report pipe whose
     lines a thread logs and whose last message is the result."""
 
-    def __init__(self, run_dir: Path, backends: Mapping[str, str], offset: int, finish_timeout: float,
-                 skip_stored: bool = False):
+    def __init__(self, run_dir: Path, backends: Mapping[str, str], session_start: int, finish_timeout: float,
+                 catch_up: bool = False):
+        """``catch_up``: read the whole journal, sending what the backends do not hold yet (a resumed
+        run, a restarted delivery); otherwise only this session's records, from ``session_start``."""
         wake_read, wake_write = os.pipe()
         report_read, report_write = os.pipe()
         cmd = [sys.executable, "-m", "adamwprune.tracking.delivery", str(run_dir),
-               "--offset", str(offset), "--parent-pid", str(os.getpid()),
+               "--offset", str(0 if catch_up else session_start), "--session-start", str(session_start),
+               "--parent-pid", str(os.getpid()),
                "--drain-timeout", str(max(1.0, finish_timeout - 2)),
                *[f"--backend={name}={path}" for name, path in backends.items()],
                "--wake-fd", str(wake_read), "--report-fd", str(report_write)]
-        if skip_stored:
+        if catch_up:
             cmd.append("--skip-stored")
         pass_fds = [wake_read, report_write]
         try:
