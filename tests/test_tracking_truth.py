@@ -76,6 +76,7 @@ def test_a_killed_delivery_process_is_started_again_and_nothing_is_lost_or_repea
         assert (backend["records"], backend["confirmed"], backend["missing"]) == (len(logged), len(logged), 0), name
     assert [row["step"] for row in trackio_rows("p-restart", "r")] == logged  # each once
     assert wandb_steps(tracking_env, run_dir) == logged
+    assert result["backends"]["wandb"]["where"].count("offline-run-") == 2  # wandb sync takes both sessions
     restarted = [m for m in messages(caplog) if "started it again" in m]
     assert len(restarted) == 1 and f"(pid {first}) was killed by SIGKILL" in restarted[0]
     assert "(1 of 3)" in restarted[0]

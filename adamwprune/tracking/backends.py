@@ -164,20 +164,24 @@ class WandbBackend(Backend):
         if self._run is None:
             return ""
         if self._run.settings.mode in ("offline", "dryrun"):
-            return wandb_sync_command(self._run.settings.sync_dir)
+            return wandb_sync_command(*self._local_dirs(offline_only=True))
         return self._run.url or ""
+
+    def _local_dirs(self, offline_only: bool = False) -> list[Path]:
+        """This run id's local run directories, oldest first (one per session)."""
+        root = (Path(self._run.settings.sync_dir).parent if self._run is not None
+                else Path(os.environ.get("WANDB_DIR") or ".") / "wandb")
+        pattern = f"offline-run-*-{self.info.wandb_id}" if offline_only else f"*run-*-{self.info.wandb_id}"
+        return sorted((d for d in root.glob(pattern) if any(d.glob("*.wandb"))), key=lambda d: d.name.split("run-", 1)[1])
 
     def stored(self) -> Stored:
         """Every local run directory of this run id (one per session: a resume or a replay adds
         one), read with wandb's own reader."""
         from adamwprune.tracking.readback import wandb_history
 
-        root = (Path(self._run.settings.sync_dir).parent if self._run is not None
-                else Path(os.environ.get("WANDB_DIR") or ".") / "wandb")
         rows = []
-        for run_dir in sorted(root.glob(f"*run-*-{self.info.wandb_id}")):
-            if any(run_dir.glob("*.wandb")):
-                rows += wandb_history(run_dir)[0]
+        for run_dir in self._local_dirs():
+            rows += wandb_history(run_dir)[0]
         stored = Stored((row.get("_step"), row) for row in rows)
         self._last_step = max(self._last_step, stored.last_step)
         return stored

@@ -83,9 +83,11 @@ def trackio_show_command(project: str) -> str:
     return f"{prefix}{tool('trackio', 'trackio.cli')} show --project {shlex.quote(project)}"
 
 
-def wandb_sync_command(sync_dir: str | os.PathLike) -> str:
-    """Uploads an offline W&B run (``sync_dir``: its ``offline-run-…`` directory)."""
-    return f"{tool('wandb', 'wandb')} sync {shlex.quote(str(Path(os.path.abspath(sync_dir))))}"
+def wandb_sync_command(*sync_dirs: str | os.PathLike) -> str:
+    """Uploads an offline W&B run: its ``offline-run-…`` directories, oldest first (a resumed or
+    replayed run, or a restarted delivery, adds one per session, all with the same run id)."""
+    dirs = " ".join(shlex.quote(str(Path(os.path.abspath(d)))) for d in sync_dirs)
+    return f"{tool('wandb', 'wandb')} sync {dirs}"
 
 
 def wandb_login_command() -> str:
