@@ -125,7 +125,7 @@ def test_replay_hint_runs_as_printed_from_the_repository_root(tmp_path):
     command = _as_printed_from_root(replay_command, tmp_path / "no-such-run", "trackio")
     done = _run_as_printed(command)
     # the command was found and ran: adamwprune's own one-line error about the missing run
-    assert done.returncode == 2 and "run.json not found" in done.stderr, (command, done.stderr)
+    assert done.returncode == 2 and "no-such-run not found; give the run directory" in done.stderr, (command, done.stderr)
 
 
 @pytest.mark.slow

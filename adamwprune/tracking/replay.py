@@ -35,8 +35,8 @@ def replay(run_dir: Path, trackers: str, timeout: float = 300.0) -> dict:
         raise UserError(f"--timeout must be a positive number of seconds, got {timeout}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a run directory{' (it is a file)' if run_dir.exists() else ''}; "
-                        "give the run directory that holds run.json and metrics.jsonl")
+        problem = "is not a run directory (it is a file)" if run_dir.exists() else "not found"
+        raise UserError(f"{run_dir} {problem}; give the run directory that holds run.json and metrics.jsonl")
     info = read_run_info(run_dir)
     if not (run_dir / JOURNAL_NAME).exists():
         raise UserError(f"{run_dir / JOURNAL_NAME} not found; nothing to replay")
