@@ -4,7 +4,7 @@
 #   make test                      the whole test suite (sets everything up)
 #   make venv [EXTRAS=wandb]       only set up .venv (with trackio, and EXTRAS)
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
-#   make menuconfig | make | make show | make test_matrix
+#   make menuconfig | make | make show | make test_matrix [SEEDS=N PARALLEL_JOBS=N CONTINUE=dir]
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
 #   make chaos [N=50]              kill -9 trials, lost/duplicated records counted (docs/chaos.md)
 #   make prepare-data DATASET=finewebedu|shakespeare [PREPARE_ARGS="--max-tokens 100000000"]
@@ -29,12 +29,12 @@ EXTRAS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := all
-.PHONY: all venv test demo defconfig menuconfig show test_matrix trackio-test wandb-test \
+.PHONY: all venv test demo defconfig menuconfig show test_matrix test-matrix trackio-test wandb-test \
         prepare-data bench chaos clean FORCE
 
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
-CLI_VARS := $(foreach v,TRACKER GPU_MONITOR,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
+CLI_VARS := $(foreach v,TRACKER GPU_MONITOR SEEDS PARALLEL_JOBS CONTINUE,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
 
 # What each target needs besides the core (set for the target and its prerequisite $(STAMP)).
 venv: NEEDS := trackio
@@ -43,7 +43,7 @@ test: NEEDS := dev all
 trackio-test show: NEEDS := trackio
 wandb-test: NEEDS := wandb
 bench chaos: NEEDS := all
-all test_matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
+all test_matrix test-matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
 prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data)
 
 # The stamp holds set-up's record; set-up returns at once, silent, when nothing is missing.
@@ -79,7 +79,8 @@ all: $(STAMP)
 show: $(STAMP)
 	$(PY) -m adamwprune.kconfig show
 
-test_matrix: $(STAMP)
+# SEEDS=N (seed axis), PARALLEL_JOBS=N, CONTINUE=test_matrix_results_<id> (docs/test-matrix.md)
+test_matrix test-matrix: $(STAMP)
 	$(PY) -m adamwprune.kconfig run --matrix $(CLI_VARS)
 
 # --- training -------------------------------------------------------------------

@@ -47,6 +47,16 @@ def trackio_rows(project: str, run_name: str, env: dict | None = None) -> list[d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def trackio_run_names(project: str, env: dict | None = None) -> list[str]:
+    """The names of a Trackio project's runs (with repeats), read in a fresh process."""
+    code = ("import json, sys\n"
+            "from trackio.sqlite_storage import SQLiteStorage\n"
+            "print(json.dumps(SQLiteStorage.get_runs(sys.argv[1])))")
+    proc = subprocess.run([sys.executable, "-c", code, project], capture_output=True, text=True,
+                          env=env or child_env(), timeout=120, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def trackio_alerts(project: str, run_name: str, env: dict | None = None) -> list[tuple[str, str]]:
     """(title, level) of a Trackio run's alerts, read in a fresh process like :func:`trackio_rows`."""
     code = ("import json, sys\n"

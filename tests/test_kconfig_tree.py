@@ -84,7 +84,8 @@ def test_areas_have_their_symbols(kconf):
     assert sorted(matrix.TEST_OPTIMIZERS.values()) == sorted(CHOICES["OPTIMIZER"].values())
     assert sorted(matrix.TEST_PRUNING_METHODS.values()) == sorted(CHOICES["PRUNING_METHOD"].values())
     assert menu_symbols(kconf, "Test matrix") == [
-        *matrix.TEST_OPTIMIZERS, *matrix.TEST_PRUNING_METHODS, *matrix.TEST_SPARSITIES]
+        *matrix.TEST_OPTIMIZERS, *matrix.TEST_PRUNING_METHODS, *matrix.TEST_SPARSITIES,
+        "TEST_MATRIX_SEEDS", "TEST_MATRIX_PARALLEL_JOBS"]
 
 
 def test_python_tables_name_real_symbols_of_the_right_type(kconf):

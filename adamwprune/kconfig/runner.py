@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,6 @@ from adamwprune import child_env, matrix
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, load_config
 from adamwprune.kconfig.tree import available_hint, parse_command_line, tree_root
-from adamwprune.tracking.naming import run_dir_for
 from adamwprune.tracking.selection import format_trackers
 
 CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
@@ -66,61 +66,53 @@ def variable_flags(variables: dict[str, str]) -> list[str]:
     return flags
 
 
-def launch(command: list[str], cwd: Path) -> int:
-    """Run a trainer to completion; on Ctrl-C let it finish its tracker, then re-raise."""
-    print("+ " + shlex.join(command), flush=True)
-    process = subprocess.Popen(command, cwd=cwd, env=child_env())
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
+def launch(command: list[str], cwd: Path, log: Path | None = None, env: dict[str, str] | None = None) -> int:
+    """Run a trainer to completion (output to ``log`` when given); on Ctrl-C let it finish its
+    tracker, then re-raise."""
+    print("+ " + shlex.join(command) + (f" > {log}" if log else ""), flush=True)
+    with open(log, "ab") if log else contextlib.nullcontext() as out:
+        process = subprocess.Popen(command, cwd=cwd, env={**child_env(), **(env or {})}, stdout=out,
+                                   stderr=subprocess.STDOUT if out else None)
         try:
-            process.wait(timeout=CHILD_GRACE_S)  # it got the same SIGINT
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        raise
+            return process.wait()
+        except KeyboardInterrupt:
+            try:
+                process.wait(timeout=CHILD_GRACE_S)  # it got the same SIGINT
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            raise
+
+
+def matrix_options(cfg, command_line) -> matrix.MatrixOptions:
+    """SEEDS=, PARALLEL_JOBS=, CONTINUE= over the configuration's TEST_MATRIX_SEEDS and
+    TEST_MATRIX_PARALLEL_JOBS."""
+    return matrix.MatrixOptions(
+        seeds=command_line.seeds or getattr(cfg, "TEST_MATRIX_SEEDS", 1),
+        parallel_jobs=command_line.parallel_jobs or getattr(cfg, "TEST_MATRIX_PARALLEL_JOBS", 1),
+        continue_dir=Path(command_line.continue_dir) if command_line.continue_dir else None)
 
 
 def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> int:
-    """One training run, or the test matrix when it has several combinations."""
+    """One training run, or the test matrix when it has several runs (or one is continued)."""
     cfg = require_config(root)
     base = trainer_command(cfg, root)
     check = preflight_command(cfg, root)
+    command_line = parse_command_line(variables)
     extra = variable_flags(variables)
 
-    def start(flags: list[str]) -> int:
+    def start(flags: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> int:
         """One trainer run with ``flags``; under torchrun only once its checks have passed."""
         if check:
-            status = launch(check + flags + extra, root)
+            status = launch(check + flags + extra, root, log, env)
             if status != 0:
                 return status
-        return launch(base + flags + extra, root)
+        return launch(base + flags + extra, root, log, env)
 
-    combinations = matrix.expand(cfg)
-    if not force_matrix and len(combinations) == 1:
+    options = matrix_options(cfg, command_line)
+    if not force_matrix and options.continue_dir is None and len(matrix.expand(cfg, options.seeds)) == 1:
         return start([])
-    prefix = cfg.TRACKER_RUN_NAME  # names this matrix, if set
-
-    def run_dir(name: str) -> Path:
-        return run_dir_for(cfg.OUTPUT_DIR, cfg.TRACKER_PROJECT, name)
-
-    def shown(name: str) -> str:
-        return str(run_dir(name)) if (root / run_dir(name)).is_dir() else "(no run directory)"
-
-    taken = [str(run_dir(name)) for name in (c.run_name(cfg.MODEL, prefix) for c in combinations)
-             if (root / run_dir(name)).exists()]
-    if taken:
-        raise UserError(f"test-matrix run directories already exist ({', '.join(taken)}); remove them, "
-                        "or name this matrix with CONFIG_TRACKER_RUN_NAME (make menuconfig), "
-                        "which prefixes its run names")
-    outcomes = matrix.run_all(combinations, cfg.MODEL, prefix, start)
-    print("\n".join(matrix.summary(outcomes, shown)), flush=True)
-    failed = [o.run_name for o in outcomes if not o.ok]
-    if failed:
-        print(f"adamwprune.kconfig: error: {len(failed)} of {len(outcomes)} test-matrix runs "
-              f"failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return matrix.run_matrix(cfg, root, options, start)
 
 
 def show(root: Path) -> int:

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "CONFIG_"
 BOOL_WORDS = {"y": "y", "yes": "y", "1": "y", "true": "y", "on": "y",
               "n": "n", "no": "n", "0": "n", "false": "n", "off": "n"}
-COMMAND_LINE_VARIABLES = ("TRACKER", "GPU_MONITOR")
+COMMAND_LINE_VARIABLES = ("TRACKER", "GPU_MONITOR", "SEEDS", "PARALLEL_JOBS", "CONTINUE")
 # kconfiglib says a bad line is ignored; here it is an error, so drop that wording
 IGNORED_RE = re.compile(r"^ignoring |[.]? *(-- )?[Aa]ssignment ignored[.]?$| \(defined at [^)]*\)")
 
@@ -145,6 +145,9 @@ class CommandLine:
     """make's command-line variables, checked; None where a variable was not given."""
     trackers: tuple[str, ...] | None = None  # TRACKER=, as backend names
     gpu_monitor: bool | None = None  # GPU_MONITOR=
+    seeds: int | None = None  # SEEDS=: the test matrix's seed axis
+    parallel_jobs: int | None = None  # PARALLEL_JOBS=: test-matrix runs at a time
+    continue_dir: str | None = None  # CONTINUE=: the results folder of a matrix to continue
 
 
 def parse_command_line(variables: dict[str, str]) -> CommandLine:
@@ -156,7 +159,15 @@ def parse_command_line(variables: dict[str, str]) -> CommandLine:
     trackers = parse_trackers(variables["TRACKER"]) if "TRACKER" in variables else None
     gpu_monitor = (parse_bool("GPU_MONITOR", variables["GPU_MONITOR"]) == "y"
                    if "GPU_MONITOR" in variables else None)
-    return CommandLine(trackers, gpu_monitor)
+    counts = {name: _count(name, variables[name]) for name in ("SEEDS", "PARALLEL_JOBS") if variables.get(name)}
+    return CommandLine(trackers, gpu_monitor, counts.get("SEEDS"), counts.get("PARALLEL_JOBS"),
+                       variables.get("CONTINUE") or None)
+
+
+def _count(name: str, text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+        raise UserError(f"{name}={text!r}: give a whole number from 1 to 1000")
+    return int(text)
 
 
 def apply_command_line(kconf, variables: dict[str, str]) -> None:

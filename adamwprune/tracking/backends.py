@@ -95,8 +95,9 @@ class TrackioBackend(Backend):
             raise RuntimeError(f"Trackio project {self.info.project} already has a run named "
                                f"{self.info.run_name} (from another run directory); a new run does not "
                                "append to it: pick another run name (this run's records stay in its journal)")
+        config = {**self.info.config, **({"tags": self.info.tags} if self.info.tags else {})}
         self._run = trackio.init(project=self.info.project, name=self.info.run_name,
-                                 config=self.info.config,
+                                 config=config, group=self.info.group,
                                  resume="allow" if self.info.resume else "never",
                                  auto_log_gpu=False, auto_log_cpu=False)
 
@@ -145,7 +146,8 @@ class WandbBackend(Backend):
         mode = "offline" if self.info.wandb_offline else None  # None: honour WANDB_MODE
         self._run = wandb.init(project=self.info.project, name=self.info.run_name,
                                id=self.info.wandb_id, resume="allow", entity=self.info.wandb_entity,
-                               config=self.info.config, mode=mode,
+                               config=self.info.config, mode=mode, group=self.info.group,
+                               tags=self.info.tags or None,
                                settings=wandb.Settings(console="off", init_timeout=60))
 
     def rejects(self, step: int) -> str | None:

@@ -26,6 +26,8 @@ class RunInfo:
     wandb_entity: str | None = None
     wandb_offline: bool = False
     resume: bool = False
+    group: str | None = None     # runs compared together (a test matrix): W&B's group, Trackio's group
+    tags: list[str] = field(default_factory=list)  # W&B tags; in Trackio's run config
 
 
 def new_wandb_id() -> str:

@@ -54,7 +54,9 @@ class ExperimentTracker:
 
     Use as a context manager (the exit status becomes the run's state) or call
     :meth:`finish`. ``extra_backends`` maps a name to ``"module:Class"`` of a
-    custom :class:`adamwprune.tracking.backends.Backend`.
+    custom :class:`adamwprune.tracking.backends.Backend`. ``group`` and ``tags`` file the run
+    with others compared with it (a test matrix): W&B's group and tags, Trackio's group (the
+    tags go into its run config).
 
     Nothing but the trackers is required; the defaults (adamwprune.tracking.naming.default_run):
 
@@ -74,7 +76,8 @@ class ExperimentTracker:
                  config: Mapping | None = None,
                  wandb_entity: str | None = None, wandb_offline: bool = False,
                  resume: bool = False, finish_timeout: float = 120.0,
-                 extra_backends: Mapping[str, str] | None = None):
+                 extra_backends: Mapping[str, str] | None = None,
+                 group: str | None = None, tags: Sequence[str] = ()):
         text = trackers if isinstance(trackers, str) else ",".join(trackers)
         self.backends = parse_trackers(text)
         if resume and not (run_dir or run_name):
@@ -102,6 +105,7 @@ class ExperimentTracker:
         self._run_lock = RunLock(self.run_dir, "resume it")  # held until finish; the kernel's after kill -9
         try:
             info = self._run_info(dict(config or {}), wandb_entity or None, wandb_offline, resume)
+            info.group, info.tags = group or None, list(tags)
             journal_path = self.run_dir / JOURNAL_NAME
             offset = journal_path.stat().st_size if journal_path.exists() else 0
             if offset and not resume:

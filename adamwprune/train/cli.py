@@ -143,7 +143,8 @@ def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
             settings.tracker, project=settings.tracker_project, run_name=settings.tracker_run_name,
             run_dir=run_dir, config={**settings.tracked(), "device": ctx.device, **metadata},
             wandb_entity=settings.wandb_entity or None, wandb_offline=settings.wandb_offline,
-            resume=resume_state is not None)
+            resume=resume_state is not None, group=settings.tracker_group or None,
+            tags=[tag.strip() for tag in settings.tracker_tags.split(",") if tag.strip()])
         run_info = {"model": family.name, "project": settings.tracker_project,
                     "run_name": settings.tracker_run_name}
         result = train(adapter, settings, ctx=ctx, tracker=tracker, run_dir=run_dir, run_info=run_info,
@@ -151,8 +152,36 @@ def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
     finally:
         shutdown(ctx)
     if ctx.is_main:
+        _write_result(result, run_dir, ctx.device_type)
         _print_summary(result, settings, run_dir)
     return 130 if result.stop_reason == StopReason.INTERRUPTED else 0
+
+
+RESULT_NAME = "result.json"
+
+
+def _write_result(result, run_dir: Path, device_type: str) -> None:
+    """``<run_dir>/result.json``: how this session ended, for a test matrix's summary (and anyone).
+
+    Peak memory is this process's maximum resident set (rank 0 under DDP) and, on a GPU, the
+    peak of torch's allocator on rank 0's device.
+    """
+    import resource
+
+    import orjson
+    import torch
+
+    from adamwprune.fileio import atomic_write_bytes
+
+    data = {"iterations": result.iteration, "stop_reason": result.stop_reason.name.lower(),
+            "training_seconds": round(result.total_training_time, 3), "best_metrics": result.best_metrics,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                            if device_type == "cuda" else None)}
+    try:
+        atomic_write_bytes(run_dir / RESULT_NAME, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    except OSError as err:
+        print(f"warning: cannot write {run_dir / RESULT_NAME} ({err.strerror or err})", file=sys.stderr, flush=True)
 
 
 def check_environment(settings: S.TrainSettings) -> None:
@@ -197,7 +226,8 @@ def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, model
         raise UserError(f"{run_dir} already holds a run; continue it with --resume "
                         "or choose another --tracker-run-name")
     # rank 0's view decides (it is the one that moves the directory)
-    if broadcast_object(ctx, run_dir.is_dir() and any(run_dir.iterdir())):
+    # a test matrix writes the run's output to train.log in its run directory before it starts
+    if broadcast_object(ctx, run_dir.is_dir() and any(p.name != "train.log" for p in run_dir.iterdir())):
         if not args.restart:
             raise UserError(f"{run_dir} holds a run that stopped before its first checkpoint; start it "
                             "again with --restart (the old run is moved aside) or choose another "

@@ -204,6 +204,10 @@ class TrainSettings:
                                    "experiment tracking", symbol="TRACKER_PROJECT", resumable=True)
     tracker_run_name: str = setting("", "run name ('' = {model}_{optimizer}_{timestamp})",
                                     "experiment tracking", symbol="TRACKER_RUN_NAME", resumable=True)
+    tracker_group: str = setting("", "group of runs compared together (W&B group, Trackio group; a test "
+                                 "matrix sets it to its id)", "experiment tracking", resumable=True)
+    tracker_tags: str = setting("", "comma-separated tags of the run (W&B tags, in Trackio's config)",
+                                "experiment tracking", resumable=True)
     wandb_entity: str = setting("", "W&B team or user ('' = your default)", "experiment tracking",
                                 symbol="WANDB_ENTITY", resumable=True)
     wandb_offline: bool = setting(False, "write W&B runs offline (sync later with `wandb sync`)",

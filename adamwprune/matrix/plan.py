@@ -1,22 +1,19 @@
-"""Test matrix: every selected optimizer x pruning method x sparsity, one run each.
+"""What a test matrix runs: every selected optimizer x pruning method x sparsity x seed.
 
 A dimension with nothing selected in the "Test matrix" menu falls back to the
 single-run setting (OPTIMIZER, PRUNING_METHOD, TARGET_SPARSITY). Dense runs
-(pruning "none") happen once per optimizer, not once per sparsity. Pairs that cannot
-run together are left out (adamwprune runs with state pruning only, and state pruning
-with adamwprune only); a selection that leaves an optimizer or method without any run
-is a user error.
+(pruning "none") happen once per optimizer and seed, not once per sparsity. Pairs that
+cannot run together are skipped and listed (adamwprune runs with state pruning only, and
+state pruning with adamwprune only); a selection that leaves an optimizer or method
+without any run is a user error.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from adamwprune.errors import UserError
 from adamwprune.pruning import pairing_error
-
 
 TEST_OPTIMIZERS = {"TEST_OPTIMIZER_SGD": "sgd", "TEST_OPTIMIZER_ADAM": "adam",
                    "TEST_OPTIMIZER_ADAMW": "adamw", "TEST_OPTIMIZER_ADAMWSPAM": "adamwspam",
@@ -31,27 +28,44 @@ class Combination:
     optimizer: str
     pruning_method: str
     target_sparsity: float  # 0.0 for dense runs
+    seed: int | None = None  # None: the configuration's SEED (a matrix of one seed)
 
     def run_name(self, model: str, prefix: str = "") -> str:
-        """``{model}_{optimizer}_{pruning}_{sparsity %}``, e.g. ``gpt2_adamw_magnitude_50``,
-        after ``{prefix}_`` when the configuration names the matrix (TRACKER_RUN_NAME)."""
+        """``{model}_{optimizer}_{pruning}_{sparsity %}`` (``_s{seed}`` with a seed axis), e.g.
+        ``gpt2_adamw_magnitude_50``, after ``{prefix}_`` (the matrix id)."""
         name = f"{model}_{self.optimizer}_{self.pruning_method}_{round(self.target_sparsity * 100)}"
+        if self.seed is not None:
+            name += f"_s{self.seed}"
         return f"{prefix}_{name}" if prefix else name
 
     def flags(self, model: str, prefix: str = "") -> list[str]:
         """Trainer flags for this run. A dense run passes no sparsity: the pruning settings do not
         apply to it (the trainer refuses them), so it neither uses nor logs TARGET_SPARSITY."""
         sparsity = [] if self.pruning_method == "none" else ["--target-sparsity", f"{self.target_sparsity:g}"]
-        return ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method, *sparsity,
+        seed = [] if self.seed is None else ["--seed", str(self.seed)]
+        return ["--optimizer", self.optimizer, "--pruning-method", self.pruning_method, *sparsity, *seed,
                 "--tracker-run-name", self.run_name(model, prefix)]
+
+    def tags(self) -> list[str]:
+        """W&B tags (and Trackio config tags) that let runs of a matrix be filtered by axis."""
+        tags = [f"optimizer:{self.optimizer}", f"pruning:{self.pruning_method}",
+                f"sparsity:{round(self.target_sparsity * 100)}"]
+        return tags + ([f"seed:{self.seed}"] if self.seed is not None else [])
+
+
+@dataclass(frozen=True)
+class Plan:
+    combinations: list[Combination]
+    skipped: list[str]  # "optimizer x method: why", for the summary
 
 
 def _selected(cfg, table: dict[str, object]) -> list:
     return [value for symbol, value in table.items() if getattr(cfg, symbol, False)]
 
 
-def expand(cfg) -> list[Combination]:
-    """The combinations the configuration selects, in menu order."""
+def plan(cfg, seeds: int = 1) -> Plan:
+    """The runs the configuration selects, in menu order; ``seeds`` > 1 adds a seed axis
+    (SEED, SEED+1, ...) to every combination."""
     optimizers = _selected(cfg, TEST_OPTIMIZERS) or [cfg.OPTIMIZER]
     methods = _selected(cfg, TEST_PRUNING_METHODS) or [cfg.PRUNING_METHOD]
     sparsities = _selected(cfg, TEST_SPARSITIES) or [cfg.TARGET_SPARSITY]
@@ -62,42 +76,13 @@ def expand(cfg) -> list[Combination]:
             first = next(pairing_error(o, m) for o in optimizers for m in methods
                          if name in (o, m) and pairing_error(o, m))
             raise UserError(f"the test matrix has no run for {kind} {name}: {first}")
-    return [Combination(optimizer, method, sparsity) for optimizer, method in pairs
-            for sparsity in ([0.0] if method == "none" else sparsities)]
+    skipped = [f"{o} x {m}: {pairing_error(o, m)}" for o in optimizers for m in methods if pairing_error(o, m)]
+    seed_axis = [None] if seeds == 1 else [cfg.SEED + i for i in range(seeds)]
+    combinations = [Combination(optimizer, method, sparsity, seed) for optimizer, method in pairs
+                    for sparsity in ([0.0] if method == "none" else sparsities) for seed in seed_axis]
+    return Plan(combinations, skipped)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    run_name: str
-    returncode: int
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-def run_all(combinations: Sequence[Combination], model: str, prefix: str,
-            launch: Callable[[list[str]], int]) -> list[Outcome]:
-    """Run each combination (``launch(flags) -> exit code``), going on after a failure."""
-    outcomes = []
-    for number, combination in enumerate(combinations, 1):
-        name = combination.run_name(model, prefix)
-        print(f"=== test matrix {number}/{len(combinations)}: {name} ===", flush=True)
-        start = time.monotonic()
-        returncode = launch(combination.flags(model, prefix))
-        outcomes.append(Outcome(name, returncode, time.monotonic() - start))
-    return outcomes
-
-
-def summary(outcomes: Sequence[Outcome], run_dir: Callable[[str], str]) -> list[str]:
-    """One line per combination, then a totals line."""
-    width = max((len(o.run_name) for o in outcomes), default=0)
-    lines = []
-    for outcome in outcomes:
-        status = "ok    " if outcome.ok else f"FAILED (exit {outcome.returncode})"
-        lines.append(f"  {outcome.run_name:<{width}}  {status:<18} {outcome.seconds:7.1f}s  "
-                     f"{run_dir(outcome.run_name)}")
-    failed = sum(not o.ok for o in outcomes)
-    lines.append(f"test matrix: {len(outcomes)} runs, {len(outcomes) - failed} ok, {failed} failed")
-    return lines
+def expand(cfg, seeds: int = 1) -> list[Combination]:
+    """The combinations of :func:`plan`."""
+    return plan(cfg, seeds).combinations

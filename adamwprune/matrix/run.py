@@ -1,0 +1,213 @@
+"""Running a test matrix: an identity, a results folder, N runs at a time, continue after a crash.
+
+Every run gets the same configuration (iteration budget, eval schedule, seed unless the seed
+axis says otherwise); only its combination's flags differ. A failed run never stops the
+matrix; Ctrl-C lets the running trainers finish their trackers, marks them interrupted and
+leaves summary.json consistent, so ``CONTINUE=<results dir>`` resumes them (``--resume``: the
+same tracked runs, no duplicates) and runs whatever is missing or failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from adamwprune.errors import UserError
+from adamwprune.matrix.plan import Combination, plan
+from adamwprune.matrix.results import DONE, RESULTS_PREFIX, TRAIN_LOG, Results, read_run_outcome
+from adamwprune.tracking.naming import run_dir_for
+
+INTERRUPTED_EXIT = 130
+
+
+@dataclass(frozen=True)
+class MatrixOptions:
+    seeds: int = 1
+    parallel_jobs: int = 1
+    continue_dir: Path | None = None
+
+
+# (flags, log file or None, environment additions) -> exit code
+Launcher = Callable[[list[str], Path | None, dict[str, str]], int]
+
+
+def new_matrix_id(cfg, root: Path) -> str:
+    """CONFIG_TRACKER_RUN_NAME when set (a name the user gives the matrix), else the start time."""
+    if cfg.TRACKER_RUN_NAME:
+        return cfg.TRACKER_RUN_NAME
+    base = time.strftime("%Y%m%d-%H%M%S")
+    matrix_id, number = base, 1
+    while (root / f"{RESULTS_PREFIX}{matrix_id}").exists():
+        number += 1
+        matrix_id = f"{base}-{number}"
+    return matrix_id
+
+
+def device_slots(parallel_jobs: int, nproc: int, gpus: int, cpus: int) -> list[dict[str, str]]:
+    """The environment of each parallel slot: its own GPUs (CUDA_VISIBLE_DEVICES) when there are
+    GPUs, else its share of the CPU cores (OMP_NUM_THREADS), so N jobs do not oversubscribe."""
+    if parallel_jobs == 1:
+        return [{}]
+    if gpus:
+        if parallel_jobs * nproc > gpus:
+            raise UserError(f"PARALLEL_JOBS={parallel_jobs} runs of {nproc} GPU(s) each need "
+                            f"{parallel_jobs * nproc} GPUs; this machine has {gpus}")
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(str(slot * nproc + i) for i in range(nproc))}
+                for slot in range(parallel_jobs)]
+    threads = max(1, cpus // parallel_jobs)
+    return [{"OMP_NUM_THREADS": str(threads)} for _ in range(parallel_jobs)]
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs on this machine (``nvidia-smi -L``), 0 without a driver."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0
+
+
+def run_matrix(cfg, root: Path, options: MatrixOptions, launch: Launcher) -> int:
+    """Run (or continue) the configured matrix; 0 when every run ended ok, else 1."""
+    selection = plan(cfg, options.seeds)
+    if options.continue_dir is not None:
+        results = Results.load(root / options.continue_dir, cfg, options.seeds)
+        matrix_id = results.data["matrix"]
+    else:
+        matrix_id = new_matrix_id(cfg, root)
+        directory = root / f"{RESULTS_PREFIX}{matrix_id}"
+        if directory.exists():
+            raise UserError(f"{directory.name} already exists: continue it with CONTINUE={directory.name}, "
+                            "or give this matrix another CONFIG_TRACKER_RUN_NAME")
+        runs = [(c, c.run_name(cfg.MODEL, matrix_id), c.flags(cfg.MODEL, matrix_id)) for c in selection.combinations]
+        results = Results.create(directory, matrix_id, cfg, options.seeds, runs, selection.skipped,
+                                 cfg.TRACKER_PROJECT)
+    print(f"test matrix {matrix_id}: {len(results.data['runs'])} runs, {options.parallel_jobs} at a time; "
+          f"results in {results.directory.relative_to(root) if results.directory.is_relative_to(root) else results.directory}",
+          flush=True)
+    for line in results.data["skipped"]:
+        print(f"  skipped {line}", flush=True)
+    slots = device_slots(options.parallel_jobs, getattr(cfg, "NPROC", 1), visible_gpus(), os.cpu_count() or 1)
+    return Matrix(cfg, root, results, slots, launch).run()
+
+
+class Matrix:
+    """The run loop: a slot per parallel job, one line per finished run, ETA of the whole."""
+
+    def __init__(self, cfg, root: Path, results: Results, slots: list[dict[str, str]], launch: Launcher):
+        self.cfg, self.root, self.results, self.launch = cfg, root, results, launch
+        self.free_slots = list(slots)
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+        self.parallel = len(slots)
+
+    def run_dir(self, name: str) -> Path:
+        return self.results.directory / run_dir_for(".", self.cfg.TRACKER_PROJECT, name)
+
+    def todo(self) -> list[dict]:
+        return [run for run in self.results.data["runs"] if run["status"] not in DONE]
+
+    def run(self) -> int:
+        todo = self.todo()
+        total, finished = len(todo), 0
+        pool = ThreadPoolExecutor(max_workers=self.parallel)
+        running: dict[Future, dict] = {}
+        try:
+            while todo or running:
+                while todo and self.free_slots:
+                    run = todo.pop(0)
+                    slot = self.free_slots.pop()
+                    self.results.update(run["name"], status="running")
+                    running[pool.submit(self._one, run, slot)] = run
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    run = running.pop(future)
+                    future.result()
+                    finished += 1
+                    self._progress(run, finished, total)
+        except KeyboardInterrupt:
+            # The trainers got the same Ctrl-C (one process group): let them finish their trackers.
+            for future in list(running):
+                future.result()
+            self._print_summary()
+            print(f"test matrix interrupted: continue it with CONTINUE={self.results.directory.name}",
+                  file=sys.stderr, flush=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        return self._print_summary()
+
+    def _one(self, run: dict, slot: dict[str, str]) -> None:
+        """Run (or resume) one combination in a slot and record how it ended."""
+        run_dir = self.run_dir(run["name"])
+        flags = [*run["flags"], "--output-dir", str(self.results.directory), "--tracker-group",
+                 self.results.data["matrix"], "--tracker-tags", ",".join(Combination(
+                     run["optimizer"], run["pruning_method"], run["target_sparsity"], run["seed"]).tags())]
+        if (run_dir / "ckpt_last.pt").exists():
+            flags += ["--resume", str(run_dir)]  # an interrupted run continues its tracked run
+        elif run_dir.is_dir() and any(p.name != TRAIN_LOG for p in run_dir.iterdir()):
+            flags.append("--restart")  # stopped before its first checkpoint: start it again
+        log = None
+        if self.parallel > 1:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = run_dir / TRAIN_LOG
+        start = time.monotonic()
+        try:
+            code = self.launch(flags, log, slot)
+        except OSError as err:  # the trainer could not even start: this run failed, the matrix goes on
+            print(f"test matrix: cannot start {run['name']}: {err}", file=sys.stderr, flush=True)
+            code = 127
+        finally:
+            with self.lock:
+                self.free_slots.append(slot)
+        seconds = round(time.monotonic() - start, 1)
+        status = "ok" if code == 0 else "interrupted" if code == INTERRUPTED_EXIT else "failed"
+        tracked = self.cfg.ENABLE_TRACKIO or self.cfg.ENABLE_WANDB
+        with self.lock:
+            self.durations.append(seconds)
+            self.results.update(run["name"], status=status, exit_code=code, wall_seconds=seconds,
+                                run_dir=str(run_dir.relative_to(self.root) if run_dir.is_relative_to(self.root)
+                                            else run_dir),
+                                trackio=(f"project {self.cfg.TRACKER_PROJECT}, run {run['name']}"
+                                         if self.cfg.ENABLE_TRACKIO else None),
+                                wandb_group=self.results.data["matrix"] if tracked and self.cfg.ENABLE_WANDB else None,
+                                **read_run_outcome(run_dir))
+
+    def _progress(self, run: dict, finished: int, total: int) -> None:
+        from adamwprune.train.console import clock
+
+        elapsed = time.monotonic() - self.started
+        left = total - finished
+        mean = sum(self.durations) / len(self.durations)
+        eta = f", ETA {clock(mean * left / self.parallel)}" if left else ""
+        record = self.results.by_name[run["name"]]
+        note = " (stopped by the time limit)" if record.get("stopped_by_time_limit") else ""
+        print(f"test matrix {finished}/{total}: {run['name']} {record['status']}{note} in "
+              f"{clock(record['wall_seconds'])} | elapsed {clock(elapsed)}{eta}", flush=True)
+
+    def _print_summary(self) -> int:
+        runs = self.results.data["runs"]
+        width = max((len(run["name"]) for run in runs), default=0)
+        for run in runs:
+            metrics = run.get("best_metrics") or {}
+            best = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            code = f" (exit {run['exit_code']})" if run["status"] == "failed" else ""
+            print(f"  {run['name']:<{width}}  {run['status'] + code:<18} {best}", flush=True)
+        counts = self.results.counts()
+        print(f"test matrix: {len(runs)} runs, " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+              + f"; {self.results.directory.name}/summary.json", flush=True)
+        bad = [run["name"] for run in runs if run["status"] != "ok"]
+        if bad:
+            print(f"adamwprune.kconfig: error: {len(bad)} of {len(runs)} test-matrix runs did not finish ok: "
+                  f"{', '.join(bad)}; rerun them with CONTINUE={self.results.directory.name}",
+                  file=sys.stderr, flush=True)
+            return 1
+        return 0
