@@ -30,7 +30,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := all
 .PHONY: all venv test demo defconfig menuconfig show test_matrix test-matrix trackio-test wandb-test \
-        prepare-data bench chaos clean FORCE
+        prepare-data bench chaos update-graphs clean FORCE
 
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
@@ -43,6 +43,7 @@ test: NEEDS := dev all
 trackio-test show: NEEDS := trackio
 wandb-test: NEEDS := wandb
 bench chaos: NEEDS := all
+update-graphs: NEEDS :=
 all test_matrix test-matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
 prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data)
 
@@ -82,6 +83,10 @@ show: $(STAMP)
 # SEEDS=N (seed axis), PARALLEL_JOBS=N, CONTINUE=test_matrix_results_<id> (docs/test-matrix.md)
 test_matrix test-matrix: $(STAMP)
 	$(PY) -m adamwprune.kconfig run --matrix $(CLI_VARS)
+
+# graphs and report.html of a matrix's results folder (docs/test-matrix.md)
+update-graphs: $(STAMP)
+	$(PY) -m adamwprune report "$(RESULTS)"
 
 # --- training -------------------------------------------------------------------
 demo: $(STAMP)

@@ -20,14 +20,22 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--tracker", required=True, help="trackio, wandb or both")
     replay.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for each backend to finish (default 300)")
+    report = commands.add_parser("report", help="rebuild a test matrix's graphs and report.html from its results folder")
+    report.add_argument("results", type=Path, help="a test_matrix_results_* folder (holds summary.json)")
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    message = missing_message(REPLAY)  # e.g. the system python: say how to set up, not a traceback
+    # e.g. the system python: say how to set up, not a traceback
+    message = missing_message(REPLAY if args.command == "replay" else (*REPLAY, "matplotlib"))
     if message:
         raise UserError(message)
+    if args.command == "report":
+        from adamwprune.matrix.report import build_report
+
+        print(f"report: {build_report(args.results)}", flush=True)
+        return 0
     from adamwprune.tracking.replay import replay
 
     result = replay(args.run_dir, args.tracker, args.timeout)

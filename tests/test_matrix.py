@@ -128,6 +128,9 @@ def test_two_matrices_into_one_project_each_with_its_results_and_tracked_runs(tm
     assert seeds == [1337, 1337, 1338, 1338]
     assert all("done: 6 iterations" in (tmp_path / r["run_dir"] / "train.log").read_text() for r in two["runs"])
     assert "test matrix 4/4:" in second.stdout and "ETA" in second.stdout
+    for summary, folder in ((one, folders[0]), (two, folders[1])):  # a report at the end of every matrix
+        report = (folder / "report.html").read_text()
+        assert all(run["name"] in report for run in summary["runs"]) and "data:image/png;base64," in report
 
 
 @pytest.mark.slow

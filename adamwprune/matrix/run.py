@@ -143,7 +143,19 @@ class Matrix:
             raise
         finally:
             pool.shutdown(wait=True)
-        return self._print_summary()
+        code = self._print_summary()
+        self._report()
+        return code
+
+    def _report(self) -> None:
+        """report.html and the graphs; a failure costs the report, never the matrix's result."""
+        from adamwprune.matrix.report import build_report
+
+        try:
+            print(f"test matrix report: {build_report(self.results.directory)}", flush=True)
+        except (UserError, OSError, ValueError) as err:
+            print(f"warning: cannot build the matrix report ({err}); rebuild it with "
+                  f"make update-graphs RESULTS={self.results.directory.name}", file=sys.stderr, flush=True)
 
     def _one(self, run: dict, slot: dict[str, str]) -> None:
         """Run (or resume) one combination in a slot and record how it ended."""
