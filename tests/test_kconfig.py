@@ -284,7 +284,7 @@ def test_make_and_make_defconfig_check_command_line_variables_alike(tmp_path):
         at_defconfig = one_line_error(kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", bad))
         assert one_line_error(kconfig(tmp_path, "run", "--set", bad)) == at_defconfig
     assert one_line_error(kconfig(tmp_path, "run", "--set", "FOO=1")) == \
-        "unknown variable FOO; valid: TRACKER, GPU_MONITOR"
+        "unknown variable FOO; valid: TRACKER, GPU_MONITOR, SEEDS, PARALLEL_JOBS, CONTINUE"
     assert variable_flags({"GPU_MONITOR": "off", "TRACKER": "wandb, trackio"}) == [
         "--tracker", "both", "--no-gpu-monitor"]
     assert variable_flags({"GPU_MONITOR": "Yes"}) == ["--gpu-monitor"] and variable_flags({}) == []
