@@ -10,6 +10,7 @@ from typing import Sequence
 
 from adamwprune.deps import REPLAY, missing_message
 from adamwprune.errors import UserError, run_main
+from adamwprune.gpu import report as gpu_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for each backend to finish (default 300)")
     report = commands.add_parser("report", help="rebuild a test matrix's graphs and report.html from its results folder")
     report.add_argument("results", type=Path, help="a test_matrix_results_* folder (holds summary.json)")
+    gpu_report.add_arguments(commands.add_parser(
+        "gpu-report", help="draw a run's GPU graphs from its gpu.jsonl (PNGs in the run directory)"))
     return parser
 
 
@@ -36,6 +39,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
         print(f"report: {build_report(args.results)}", flush=True)
         return 0
+    if args.command == "gpu-report":
+        return gpu_report.run(args)
     from adamwprune.tracking.replay import replay
 
     result = replay(args.run_dir, args.tracker, args.timeout)

@@ -1,14 +1,11 @@
-"""Multi-GPU metrics: aggregates, load balance, quality bands, and the monitor's logging."""
+"""Multi-GPU metrics of one sample: aggregates, load balance, quality bands (the monitor and its
+interval rows: test_gpu_monitor.py; in training: test_gpu_training.py)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from adamwprune.gpu import GpuMonitor, GpuSample, SimulatedSource, balance_quality, gpu_metrics
-from adamwprune.tracking import ExperimentTracker
-from helpers import trackio_rows
+from adamwprune.gpu import GpuSample, balance_quality, gpu_metrics
 
 
 def _sample(index, used, util=50.0):
@@ -38,39 +35,3 @@ def test_quality_bands_follow_the_spec(cv, label):
 
 def test_idle_gpus_are_balanced():
     assert gpu_metrics([_sample(i, 0.0) for i in range(2)])["gpu_load_balance_cv"] == 0.0
-
-
-class Recording:
-    """Passes the monitor's samples on to ``tracker`` and keeps a copy of each."""
-
-    def __init__(self, tracker):
-        self.tracker = tracker
-        self.logged: list[dict] = []
-
-    def log_system(self, metrics: dict) -> None:
-        self.logged.append(metrics)
-        self.tracker.log_system(metrics)
-
-
-@pytest.mark.slow
-def test_monitor_logs_simulated_samples_at_the_training_step(tracking_env):
-    with ExperimentTracker("trackio", project="p-gpu", run_name="r", run_dir=tracking_env / "r") as t:
-        t.log({"train_loss": 3.0}, step=40)
-        recording = Recording(t)
-        with GpuMonitor(recording, interval_s=0.05, source=SimulatedSource(device_count=2, seed=1)):
-            while len(recording.logged) < 3:
-                time.sleep(0.01)
-    rows = [row for row in trackio_rows("p-gpu", "r") if "gpu_total_power" in row]
-    assert len(rows) == len(recording.logged) >= 3
-    assert {row["step"] for row in rows} == {40}
-    assert rows[0]["gpu_1_utilization"] == pytest.approx(recording.logged[0]["gpu_1_utilization"])
-
-
-def test_monitor_without_gpu_says_so_and_logs_nothing(tmp_path, capsys):
-    tracker = ExperimentTracker("none", project="p", run_name="r", run_dir=tmp_path / "r")
-    recording = Recording(tracker)
-    monitor = GpuMonitor(recording, interval_s=1.0).start()
-    monitor.stop()
-    tracker.finish()
-    assert "no NVIDIA GPU visible through NVML" in capsys.readouterr().out
-    assert recording.logged == []

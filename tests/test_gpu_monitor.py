@@ -1,7 +1,6 @@
 """The GPU monitor (adamwprune.gpu): interval aggregation, gpu.jsonl, CUDA_VISIBLE_DEVICES
-mapping with a fake pynvml, failures, SIGKILL, the graphs and the report command.
-
-The legacy GpuMonitor(tracker, interval) behaviour is tested in test_gpu_metrics.py.
+mapping with a fake pynvml, failures, SIGKILL, the graphs and the report command
+(``adamwprune gpu-report``). Monitoring in training: test_gpu_training.py.
 """
 
 from __future__ import annotations
@@ -514,3 +513,49 @@ def test_report_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "adamwprune.gpu.report", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def adamwprune_command(*args: str, bare: bool = False) -> subprocess.CompletedProcess:
+    """``python -m adamwprune ARGS``; ``bare``: a Python without site-packages (no orjson, no matplotlib)."""
+    python = [sys.executable, "-S"] if bare else [sys.executable]
+    return subprocess.run([*python, "-m", "adamwprune", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin"} if bare else None)
+
+
+def test_gpu_report_command_on_bad_input_is_one_line_and_exit_2(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torn_only = tmp_path / "torn"
+    torn_only.mkdir()
+    (torn_only / GPU_LOG_NAME).write_bytes(b'{"event": "header", "format": 1, "ti')
+    for where, message in ((tmp_path / "nope", "is not a directory"), (tmp_path / "file.txt", "is not a directory"),
+                           (run_dir, "gpu.jsonl not found"), (torn_only, "has no header line")):
+        if where.name == "file.txt":
+            where.write_text("not a run\n")
+        proc = adamwprune_command("gpu-report", str(where))
+        assert proc.returncode == 2 and proc.stdout == "", where
+        line, = proc.stderr.splitlines()
+        assert line.startswith("adamwprune: error: ") and message in line, line
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_gpu_report_command_draws_a_torn_log_with_one_warning(tmp_path):
+    from adamwprune.gpu.example import write_example_log
+
+    path = write_example_log(tmp_path, gpus=2, seconds=20)
+    with open(path, "ab") as f:
+        f.write(b'{"time": 1767225700.0, "step": 80, "gpus": [{"index": 0, "memo')
+    proc = adamwprune_command("gpu-report", str(tmp_path), "--dpi", "30")
+    assert proc.returncode == 0, proc.stderr
+    line, = proc.stderr.splitlines()
+    assert line.startswith("adamwprune gpu-report: warning: ") and "torn last line" in line
+    assert proc.stdout.split() == [str(tmp_path / name) for name in
+                                   ("gpu_memory.png", "gpu_load_balance.png", "gpu_timeline.png")]
+
+
+def test_gpu_report_command_without_its_dependencies_says_how_to_set_up(tmp_path):
+    assert "gpu-report" in adamwprune_command("--help", bare=True).stdout
+    proc = adamwprune_command("gpu-report", str(tmp_path), bare=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line, = proc.stderr.splitlines()
+    assert line.startswith("adamwprune: error: orjson, matplotlib are not installed in this Python"), line

@@ -22,9 +22,6 @@ call (see adamwprune.gpu.metrics for the rules). When no sample arrived in the i
 (log steps closer together than ``interval_s``) it takes one synchronously, on the calling
 thread, and records it in gpu.jsonl with ``"sync": true``: every row is a reading taken in
 its own interval, never a repeat of an older one.
-
-Legacy use (kept until the loop switches over): ``GpuMonitor(tracker, interval_s).start()``
-logs the single-sample metrics of every sample through ``tracker.log_system``, as before.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adamwprune.gpu.metrics import IntervalAggregator, gpu_metrics
+from adamwprune.gpu.metrics import IntervalAggregator
 from adamwprune.gpu.samplelog import FORMAT, GPU_LOG_NAME, UNITS, GpuLogWriter, sample_record
 
 
@@ -52,21 +49,18 @@ def _check_interval(interval_s: float) -> float:
 class GpuMonitor:
     """Samples the process's GPUs every ``interval_s`` seconds in a daemon thread.
 
-    ``run_dir``: every sample is appended to ``<run_dir>/gpu.jsonl`` (created with its
-    directory). ``source``: a Source (NvmlSource, SimulatedSource); None opens NVML at
-    :meth:`start`. ``tracker`` (legacy): each sample is also logged through
-    ``tracker.log_system``. ``step``: the training step samples are tagged with until
-    the loop says otherwise (``monitor.step = n``, :meth:`interval_metrics`, :meth:`mark_eval`).
+    ``source``: a Source (NvmlSource, SimulatedSource); :meth:`open` picks one. ``run_dir``:
+    every sample is appended to ``<run_dir>/gpu.jsonl`` (created with its directory).
+    ``step``: the training step samples are tagged with until the loop says otherwise
+    (``monitor.step = n``, :meth:`interval_metrics`, :meth:`mark_eval`).
     """
 
-    def __init__(self, tracker: Any = None, interval_s: float = 1.0, source: Any = None, *,
-                 run_dir: Path | str | None = None, step: int = 0):
+    def __init__(self, source: Any, interval_s: float = 1.0, *, run_dir: Path | str | None = None,
+                 step: int = 0):
         self.interval_s = _check_interval(interval_s)
-        self.tracker = tracker
         self.source = source
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.step = int(step)
-        self.unavailable: str | None = None   # why monitoring is off, when it is
         self.samples_taken = 0
         self.thread_cpu_s = 0.0               # CPU time of the sampler thread so far
         self._writer: GpuLogWriter | None = None
@@ -96,7 +90,7 @@ class GpuMonitor:
             source, line = open_source(simulate_gpus)
             if source is None:
                 return None, line
-        monitor = cls(interval_s=interval_s, source=source, run_dir=run_dir, step=step)
+        monitor = cls(source, interval_s, run_dir=run_dir, step=step)
         where = f" into {monitor.log_path}" if monitor.log_path else ""
         return monitor, (f"sampling {source.device_count} GPU(s) every {interval_s:g} s{where} "
                          f"({source.description()})")
@@ -111,9 +105,8 @@ class GpuMonitor:
 
     def describe(self) -> dict:
         """Source, device mapping and GPUs (index as the process sees it, physical NVML index,
-        UUID, name, total MiB), sampling interval: JSON-serializable, for run.json."""
-        if self.source is None:
-            return {"source": None, "reason": self.unavailable}
+        UUID, name, total MiB), sampling interval: JSON-serializable (the trainer keeps it in
+        the run info of its checkpoints; gpu.jsonl's header holds the same)."""
         return {**self.source.describe(), "interval_s": self.interval_s,
                 "log": str(self.log_path) if self.log_path else None}
 
@@ -122,14 +115,6 @@ class GpuMonitor:
         if self._started:
             return self
         self._started = True
-        if self.source is None:
-            from adamwprune.gpu.sources import open_source
-
-            self.source, line = open_source()
-            if self.source is None:
-                self.unavailable = line
-                print(f"gpu monitor: {line}", flush=True)
-                return self
         if self.run_dir is not None:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,10 +134,10 @@ class GpuMonitor:
 
     # ----------------------------------------------------------------- sampling
     def _take_sample(self, sync: bool = False) -> list:
-        """Read every GPU once; record it in gpu.jsonl (and, legacy, the tracker). The thread's
-        samples (not ``sync``) go into the interval's aggregate before ``samples_taken`` counts them."""
+        """Read every GPU once and record it in gpu.jsonl. The thread's samples (not ``sync``)
+        go into the interval's aggregate before ``samples_taken`` counts them."""
         with self._read_lock:
-            if self.source is None or self._stopped:
+            if self._stopped:
                 return []
             samples = self.source.sample()
             now, step = time.time(), self.step
@@ -167,8 +152,6 @@ class GpuMonitor:
                 with self._buffer_lock:
                     self._aggregator.add(samples)
             self.samples_taken += 1
-        if self.tracker is not None and samples:
-            self.tracker.log_system(gpu_metrics(samples))
         return samples
 
     def _run(self) -> None:
@@ -188,10 +171,6 @@ class GpuMonitor:
                 "gpu monitor: sampler stopped (%s: %s); no more GPU samples", type(err).__name__, err)
         finally:
             self.thread_cpu_s = time.thread_time() - cpu_start
-
-    def sample_once(self) -> dict:
-        """Legacy: one sample's metrics (also logged to the tracker when there is one)."""
-        return gpu_metrics(self._take_sample())
 
     # ----------------------------------------------------------- the loop's API
     def interval_metrics(self, step: int) -> dict:
@@ -229,8 +208,7 @@ class GpuMonitor:
                                     "thread_cpu_s": round(self.thread_cpu_s, 6)})
                 self._writer.close()
                 self._writer = None
-            if self.source is not None:
-                self.source.close()
+            self.source.close()
 
     def write_report(self, dpi: int = 100) -> list[Path]:
         """The graphs of this run's gpu.jsonl (call after :meth:`stop`); see adamwprune.gpu.report."""

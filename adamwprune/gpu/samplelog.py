@@ -27,10 +27,9 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
-
-import orjson
 
 from adamwprune.gpu.metrics import GpuSample
 
@@ -58,6 +57,9 @@ class GpuLogWriter:
     """Appends records to gpu.jsonl; safe to call from the sampler thread and the training thread."""
 
     def __init__(self, path: Path):
+        import orjson  # not at import time: `adamwprune --help` needs no orjson
+
+        self._encode = partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
@@ -66,7 +68,7 @@ class GpuLogWriter:
             os.write(self._fd, b"\n")  # a torn line of an earlier session stays a line of its own
 
     def write(self, record: dict) -> None:
-        data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        data = self._encode(record)
         with self._lock:
             if self._fd < 0:
                 return
@@ -127,6 +129,8 @@ class GpuLog:
 def read_gpu_log(path: Path) -> GpuLog:
     """Read gpu.jsonl. A torn last line (an interrupted write) is left out with a warning, as are
     unreadable lines elsewhere; raises UserError when the file is missing or has no header."""
+    import orjson
+
     from adamwprune.errors import UserError
 
     path = Path(path)

@@ -279,6 +279,8 @@ class Trainer:
 
     def _after_step(self) -> StopReason:
         """Measure at log points, decide whether to stop, then act on it."""
+        if self.gpu_monitor is not None:
+            self.gpu_monitor.step = self.iteration  # the step its samples are tagged with in gpu.jsonl
         local = StopReason.CONTINUE if self.ctx.distributed else self._local_stop_reason()
         log_now = (self.iteration % self.s.log_interval == 0 or self.iteration >= self.s.max_iters
                    or local != StopReason.CONTINUE)
@@ -305,6 +307,8 @@ class Trainer:
         evaluate = (reason in (StopReason.CONTINUE, StopReason.MAX_ITERS, StopReason.MAX_TIME)
                     and (it % self.s.eval_interval == 0 or stopping))
         if log_now:
+            if self.gpu_monitor is not None:  # one GPU row per log step, in the row of the training step
+                metrics.update(self.gpu_monitor.interval_metrics(it))
             self.progress(self._progress_line(metrics, reason))
             if not stopping:
                 self._check_eval_budget()
@@ -438,6 +442,8 @@ class Trainer:
 
     def _eval_point(self) -> dict[str, float]:
         """Every rank evaluates its share; rank 0 reports and saves the best checkpoint on improvement."""
+        if self.gpu_monitor is not None:
+            self.gpu_monitor.mark_eval(self.iteration)
         metrics = self._evaluate()
         if self.ctx.is_main:
             improved = self.best.update(metrics, self._best_state)
@@ -512,15 +518,34 @@ class Trainer:
 
     # ---------------------------------------------------------------- extras
     def _start_gpu_monitor(self) -> None:
-        if self.s.gpu_monitor and self.ctx.is_main:
-            from adamwprune.gpu import GpuMonitor
+        """With --gpu-monitor, on global rank 0: sample the GPUs (or --simulate-gpus N simulated ones)
+        into the run directory's gpu.jsonl; one line says what is sampled, or why nothing is."""
+        if not (self.s.gpu_monitor and self.ctx.is_main):
+            return
+        from adamwprune.gpu import GpuMonitor
 
-            self.gpu_monitor = GpuMonitor(self.tracker, self.s.gpu_monitor_interval).start()
+        monitor, line = GpuMonitor.open(self.run_dir, self.s.gpu_monitor_interval,
+                                        simulate_gpus=self.s.simulate_gpus, step=self.iteration)
+        self.progress(f"gpu monitor: {line}")
+        if monitor is not None:
+            self.gpu_monitor = monitor.start()
+            self.run_info["gpu_monitor"] = monitor.describe()  # in the checkpoints' run info
 
     def close(self) -> None:
-        if self.gpu_monitor is not None:
-            self.gpu_monitor.stop()
-            self.gpu_monitor = None
+        """Stop the GPU monitor and draw its graphs into the run directory, however the run ended;
+        graphs that cannot be drawn cost one warning line, never the run."""
+        monitor, self.gpu_monitor = self.gpu_monitor, None
+        if monitor is None:
+            return
+        monitor.stop()
+        try:
+            written = monitor.write_report()
+        except Exception as err:  # UserError: no sample yet; or matplotlib, a full disk ...
+            reason = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            print(f"warning: GPU graphs not drawn ({reason}); draw them with "
+                  f"`adamwprune gpu-report {self.run_dir}`", file=sys.stderr, flush=True)
+            return
+        self.progress(f"gpu monitor: graphs in {self.run_dir}: {', '.join(path.name for path in written)}")
 
     def _banner(self) -> str:
         s = self.s

@@ -56,6 +56,7 @@ class Meta:
     low_open: bool = False               # the lowest value itself is not allowed: (low, high]
     high: float | None = None            # highest allowed value
     high_open: bool = False              # the highest value itself is not allowed: [low, high)
+    given_low: float | None = None       # lowest value on the command line: below it only the default, "off"
     # a tuple, or a function giving one (registries can grow after import)
     choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
     # (selector field, the selector's values this setting applies to: a tuple or a function giving one)
@@ -217,6 +218,10 @@ class TrainSettings:
     gpu_monitor_interval: float = setting(1.0, "seconds between GPU samples", "experiment tracking",
                                           symbol="GPU_MONITOR_INTERVAL", low=0.001, resumable=True,
                                           applies_to=("gpu_monitor", (True,)))
+    simulate_gpus: int = setting(0, "monitor N simulated GPUs instead of the real ones, a demo without a GPU; "
+                                 "its run config and graphs say simulated (0: the real GPUs)",
+                                 "experiment tracking", symbol="GPU_MONITOR_SIMULATE", low=0, high=64,
+                                 given_low=1, resumable=True, applies_to=("gpu_monitor", (True,)))
 
     def __post_init__(self) -> None:
         self.check()  # every run, from the command line or not, is checked here
@@ -329,9 +334,13 @@ def selector_value(values: Mapping[str, Any], selector: str) -> Any:
 
 
 def check_applicable(given: Iterable[str], values: Mapping[str, Any]) -> None:
-    """Refuse a flag given for a method that is not selected: ``--momentum`` with AdamW."""
+    """Refuse a flag given for a method that is not selected (``--momentum`` with AdamW), or given
+    a value that only its default may have (``--simulate-gpus 0``: leave the flag out)."""
     for name in given:
         info = METAS[name]
+        if info.given_low is not None and values[name] < info.given_low:
+            raise UserError(f"{flag(name)} must be at least {info.given_low:g} (got {values[name]}); "
+                            f"{DEFAULTS[name]} is the default: leave the flag out")
         if info.applies_to is None or selector_value(values, info.applies_to[0]) in info.applies_with():
             continue
         selector = info.applies_to[0]
