@@ -148,7 +148,7 @@ def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Pa
     if history is not None:
         from adamwprune.tracking.journal import JOURNAL_NAME, read_journal
 
-        history.extend((r["step"], r["metrics"]) for r in read_journal(run_dir / JOURNAL_NAME) if "step" in r)
+        history.extend((r["step"], r["metrics"]) for r in read_journal(run_dir / JOURNAL_NAME) if "metrics" in r)
     if costs is not None:
         (train_cpu0, delivery_cpu0), (train_cpu1, delivery_cpu1) = window[case.warmup], window[end]
         costs.update(train_cpu=train_cpu1 - train_cpu0, delivery_cpu=delivery_cpu1 - delivery_cpu0,

@@ -151,7 +151,7 @@ def train_tiny_gpt2(run_dir: Path, resume: bool = False, **values) -> list[dict]
     train(adapter, settings, ctx=DistContext(device="cpu"), tracker=tracker, run_dir=run_dir,
           run_info={"project": "p", "run_name": run_dir.name}, resume_state=state, progress=lambda line: None)
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if "step" in record]
+    return [record for record in map(json.loads, lines) if "metrics" in record]
 
 
 # --- DDP without torchrun: the real loop in N gloo processes -------------------------------

@@ -66,7 +66,7 @@ def test_a_simulated_run_has_one_gpu_row_per_log_step_in_trackio_and_wandb_and_i
     # the journal: one GPU row per log step (2, 4, 6), in the record of the training step; none at
     # the evaluation-only step 3 or at step 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    logged = {r["step"]: r["metrics"] for r in records if "step" in r}
+    logged = {r["step"]: r["metrics"] for r in records if "metrics" in r}
     assert sorted(logged) == [0, 2, 3, 4, 6]
     expected = {step: metrics for step, metrics in logged.items() if "gpu_total_memory_used" in metrics}
     assert sorted(expected) == [2, 4, 6] and all("train_loss" in expected[step] for step in expected)
@@ -81,12 +81,35 @@ def test_a_simulated_run_has_one_gpu_row_per_log_step_in_trackio_and_wandb_and_i
     for where, rows, step_key in (("trackio", trackio, "step"), ("wandb", wandb, "_step")):
         assert gpu_steps(rows, step_key) == [2, 4, 6], where
         for row in rows:
-            if row[step_key] in expected:
+            if row[step_key] in expected and "gpu_total_memory_used" in row:  # (Trackio: images a row apart)
                 for name, value in expected[row[step_key]].items():
                     if name.startswith("gpu_"):
                         assert same_value(value, row[name]), (where, row[step_key], name)
             else:
                 assert not any(name.startswith("gpu_") for name in row), (where, row[step_key])
+
+    # the three graphs, as images at the last step: Trackio and W&B each hold their own copy of the PNGs
+    images = [r for r in records if r.get("event") == "images"]
+    assert [(r["step"], sorted(r["images"])) for r in images] == [(6, ["gpu/load_balance", "gpu/memory",
+                                                                        "gpu/timeline"])]
+    assert images[0]["images"]["gpu/memory"] == {"path": "gpu_memory.png",
+                                                 "caption": "Per-GPU Memory Breakdown (simulated GPUs)"}
+    trackio_images = {name: value for row in trackio if row["step"] == 6 for name, value in row.items()
+                      if name.startswith("gpu/")}
+    assert sorted(trackio_images) == ["gpu/load_balance", "gpu/memory", "gpu/timeline"]
+    for name, value in trackio_images.items():
+        copy = tmp / "trackio" / "media" / value["file_path"]
+        assert value["_type"] == "trackio.image" and copy.read_bytes() == (run_dir / GRAPH_NAMES[name[4:]]).read_bytes()
+    wandb_row, = [row for row in wandb if "gpu/memory._type" in row]
+    assert wandb_row["_step"] == 6 and wandb_row["gpu/timeline.caption"] == "Timeline Comparisons (simulated GPUs)"
+    for kind, name in GRAPH_NAMES.items():
+        copy = wandb_dir / "files" / wandb_row[f"gpu/{kind}.path"]
+        assert copy.read_bytes() == (run_dir / name).read_bytes(), kind
+    # ... and the end-of-run summary counts that record as confirmed in each store
+    delivery = json.loads((run_dir / "delivery.json").read_text())
+    for name in ("trackio", "wandb"):
+        backend = delivery["backends"][name]
+        assert backend["confirmed"] == backend["records"] == len(records) - 2, name  # all but start/end
 
     # the run config says the GPUs were simulated, in run.json, Trackio and W&B
     code = ("import json, sys\nfrom trackio.sqlite_storage import SQLiteStorage\n"

@@ -24,7 +24,17 @@ from adamwprune.gpu.samplelog import GpuLog
 
 GRAPH_NAMES = {"memory": "gpu_memory.png", "load_balance": "gpu_load_balance.png",
                "timeline": "gpu_timeline.png"}
+GRAPH_CAPTIONS = {"memory": "Per-GPU Memory Breakdown", "load_balance": "GPU Load Balance Analysis",
+                  "timeline": "Timeline Comparisons"}  # the spec's names of the three graphs
 BAND_COLORS = ("#2ca02c", "#9acd32", "#ff9f1c", "#d62728")
+
+
+def tracker_images(paths: list[Path], simulated: bool) -> tuple[dict[str, Path], dict[str, str]]:
+    """The drawn graphs as images for the trackers: ``gpu/<kind>`` -> PNG, and their captions."""
+    kinds = {name: kind for kind, name in GRAPH_NAMES.items()}
+    images = {f"gpu/{kinds[path.name]}": path for path in paths if path.name in kinds}
+    suffix = " (simulated GPUs)" if simulated else ""
+    return images, {key: GRAPH_CAPTIONS[key.removeprefix("gpu/")] + suffix for key in images}
 
 
 def grid(n_gpus: int) -> tuple[int, int]:

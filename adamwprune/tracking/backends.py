@@ -34,6 +34,7 @@ class Backend:
     """
 
     storage = "its storage"  # how the summary names where the confirmed records are
+    takes_images = False     # True: :meth:`log_images` is implemented (records of images reach it)
 
     def __init__(self, info: RunInfo):
         self.info = info
@@ -42,6 +43,10 @@ class Backend:
         raise NotImplementedError
 
     def log(self, metrics: dict, step: int) -> None:
+        raise NotImplementedError
+
+    def log_images(self, images: dict[str, tuple[Path, str]], step: int) -> None:
+        """``images``: name -> (PNG file, caption), logged at ``step`` (with ``takes_images``)."""
         raise NotImplementedError
 
     def finish(self, status: str) -> None:
@@ -86,6 +91,7 @@ def load_backend(import_path: str, info: RunInfo) -> Backend:
 
 class TrackioBackend(Backend):
     storage = "its SQLite store"
+    takes_images = True
 
     def start(self) -> None:
         import trackio
@@ -103,6 +109,13 @@ class TrackioBackend(Backend):
 
     def log(self, metrics: dict, step: int) -> None:
         self._run.log(metrics, step=step)
+
+    def log_images(self, images: dict[str, tuple[Path, str]], step: int) -> None:
+        """trackio.Image copies each file into Trackio's media folder (TRACKIO_DIR/media)."""
+        import trackio
+
+        self._run.log({name: trackio.Image(str(path), caption=caption or None)
+                       for name, (path, caption) in images.items()}, step=step)
 
     def finish(self, status: str) -> None:
         """Trackio has no run state: a run that did not finish gets an alert saying how it ended
@@ -129,6 +142,8 @@ class WandbBackend(Backend):
     """W&B, online or offline. Its storage here is the run's local transaction log
     (``run-*.wandb``), written online and offline alike: online, "confirmed" means recorded
     locally, not uploaded."""
+
+    takes_images = True
 
     def __init__(self, info: RunInfo):
         super().__init__(info)
@@ -159,6 +174,13 @@ class WandbBackend(Backend):
         self._run.log(metrics, step=step)
         self._last_step = max(self._last_step, step)
 
+    def log_images(self, images: dict[str, tuple[Path, str]], step: int) -> None:
+        """wandb.Image copies each file into the run's media/images folder (synced with the run)."""
+        import wandb
+
+        self.log({name: wandb.Image(str(path), caption=caption or None) for name, (path, caption) in images.items()},
+                 step)
+
     def finish(self, status: str) -> None:
         self._run.finish(exit_code=0 if status == "finished" else 1)
 
@@ -184,6 +206,8 @@ class WandbBackend(Backend):
         rows = []
         for run_dir in self._local_dirs():
             rows += wandb_history(run_dir)[0]
-        stored = Stored((row.get("_step"), row) for row in rows)
+        # an image is stored as flattened fields (name._type, name.path, ...): it holds the name
+        stored = Stored((row.get("_step"), [*row, *(key[:-len("._type")] for key in row if key.endswith("._type"))])
+                        for row in rows)
         self._last_step = max(self._last_step, stored.last_step)
         return stored

@@ -29,7 +29,7 @@ import orjson
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.tracking.backends import Backend, load_backend
 from adamwprune.tracking.commands import replay_command
-from adamwprune.tracking.journal import JOURNAL_NAME, JournalReader, record_problem
+from adamwprune.tracking.journal import IMAGES_EVENT, JOURNAL_NAME, JournalReader, record_problem
 from adamwprune.tracking.logs import log
 from adamwprune.tracking.runinfo import read_run_info
 from adamwprune.tracking.values import join_metrics
@@ -132,7 +132,8 @@ class BackendWorker(threading.Thread):
         self._confirm()
         self._set_where()
 
-    def _deliver(self, step: int, metrics: dict, already) -> None:
+    def _deliver(self, step: int, metrics: dict, images: bool, already) -> None:
+        """Hand one record over: ``metrics`` (name -> value), or with ``images`` name -> {path, caption}."""
         if self.state == "failed":
             self.records.append((step, tuple(metrics)))
             self.failed += 1
@@ -142,6 +143,8 @@ class BackendWorker(threading.Thread):
             self.skipped += 1
             return
         reason = self._backend.rejects(step)
+        if images and not reason and not self._backend.takes_images:
+            reason = "it takes no images"
         if reason:
             self.rejected += 1
             if not self.reject_reason:
@@ -151,7 +154,11 @@ class BackendWorker(threading.Thread):
             return
         self.records.append((step, tuple(metrics)))
         try:
-            self._backend.log(metrics, step)
+            if images:
+                self._backend.log_images({name: (self.run_dir / image["path"], image.get("caption", ""))
+                                          for name, image in metrics.items()}, step)
+            else:
+                self._backend.log(metrics, step)
             self.sent += 1
         except Exception as err:
             self.failed += 1
@@ -254,7 +261,7 @@ def _deliver(run_dir: Path, backends: dict[str, str], *, offset: int, session_st
                            f"{orjson.dumps(record).decode()[:120]}), before byte {reader.offset}; skipped, "
                            "like any other such line (counted in the status)")
                 continue
-            if "event" in record:
+            if "event" in record and record["event"] != IMAGES_EVENT:
                 if record["event"] == "start":
                     last_end = None
                 elif record["event"] == "end":
@@ -263,7 +270,10 @@ def _deliver(run_dir: Path, backends: dict[str, str], *, offset: int, session_st
                         return last_end
                 continue
             records += 1
-            item = (record["step"], join_metrics(record["metrics"], record.get("nonfinite")))
+            if record.get("event") == IMAGES_EVENT:
+                item = (record["step"], record["images"], True)
+            else:
+                item = (record["step"], join_metrics(record["metrics"], record.get("nonfinite")), False)
             for worker in workers:
                 worker.queue.put(item)
         return None

@@ -11,6 +11,8 @@ Record shapes::
     {"step": 10, "time": 1732700000.12, "metrics": {...}, "nonfinite": {"val_loss": "nan"}}
     {"event": "end", "status": "finished", "time": ...}
     {"event": "start", "time": ..., "resumed": true}
+    {"event": "images", "step": 80, "time": ..., "images": {"gpu/memory": {"path": "gpu_memory.png",
+     "caption": "..."}}}   (paths relative to the run directory)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Iterator
 import orjson
 
 JOURNAL_NAME = "metrics.jsonl"
+IMAGES_EVENT = "images"  # a record of image files, delivered to the backends that take images
 
 
 class JournalWriter:
@@ -44,6 +47,9 @@ class JournalWriter:
         if nonfinite:
             record["nonfinite"] = nonfinite
         self._append(record)
+
+    def write_images(self, step: int, images: dict) -> None:
+        self._append({"event": IMAGES_EVENT, "step": step, "time": time.time(), "images": images})
 
     def write_event(self, event: str, **fields) -> None:
         self._append({"event": event, "time": time.time(), **fields})
@@ -121,7 +127,9 @@ def record_problem(record) -> str | None:
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
     if "event" in record:
-        return None if isinstance(record["event"], str) else "an event that is not a name"
+        if not isinstance(record["event"], str):
+            return "an event that is not a name"
+        return _images_problem(record) if record["event"] == IMAGES_EVENT else None
     step = record.get("step")
     if type(step) is not int or step < 0:
         return "no step (a whole number >= 0)"
@@ -130,6 +138,16 @@ def record_problem(record) -> str | None:
     nonfinite = record.get("nonfinite", {})
     if not isinstance(nonfinite, dict) or not set(nonfinite.values()) <= _NONFINITE:
         return "a nonfinite map that is not name -> nan/inf/-inf"
+    return None
+
+
+def _images_problem(record: dict) -> str | None:
+    step, images = record.get("step"), record.get("images")
+    if type(step) is not int or step < 0:
+        return "images without a step (a whole number >= 0)"
+    if not isinstance(images, dict) or not images or not all(
+            isinstance(image, dict) and isinstance(image.get("path"), str) for image in images.values()):
+        return "images that are not name -> {path, caption}"
     return None
 
 

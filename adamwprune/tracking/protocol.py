@@ -25,6 +25,8 @@ class Tracker(Protocol):
 
     def log_system(self, metrics: Mapping) -> None: ...
 
+    def log_images(self, images: Mapping, captions: Mapping | None = None) -> None: ...
+
     def finish(self, status: str = "finished") -> None: ...
 
 
@@ -37,6 +39,9 @@ class NullTracker:
         return None
 
     def log_system(self, metrics: Mapping) -> None:
+        return None
+
+    def log_images(self, images: Mapping, captions: Mapping | None = None) -> None:
         return None
 
     def finish(self, status: str = "finished") -> None:

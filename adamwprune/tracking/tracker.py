@@ -169,15 +169,41 @@ class ExperimentTracker:
         with self._lock:
             self._write(max(self._last_step, 0), finite, nonfinite)
 
+    def log_images(self, images: Mapping[str, os.PathLike | str], captions: Mapping[str, str] | None = None) -> None:
+        """Record image files (PNGs the run wrote, e.g. the GPU graphs) at the last step, under the
+        given names; the delivery process hands them to the backends that take images (Trackio,
+        W&B) and confirms them like any record. A path inside the run directory is journaled
+        relative to it, so a moved run directory still replays."""
+        if self._journal is None:
+            return
+        captions = captions or {}
+        entries = {}
+        for name, path in images.items():
+            path = Path(path).resolve()
+            if not path.is_file():
+                raise ValueError(f"image {name!r}: {path} is not a file")
+            inside = path.is_relative_to(self.run_dir.resolve())
+            entries[str(name)] = {"path": str(path.relative_to(self.run_dir.resolve()) if inside else path),
+                                  "caption": str(captions.get(name, ""))}
+        if not entries:
+            return
+        with self._lock:
+            self._append(self._journal.write_images, max(self._last_step, 0), entries)
+
     def _write(self, step: int, finite: dict, nonfinite: dict | None) -> None:
         if step > self._last_step:
             self._last_step = step
         if nonfinite:
             self._count_nonfinite(nonfinite, step)
         try:
-            self._journal.write_metrics(step, finite, nonfinite)
+            self._append(self._journal.write_metrics, step, finite, nonfinite)
         except orjson.JSONEncodeError as err:  # a value JSON cannot hold: the caller's to fix
             raise _unencodable(finite, err) from None
+
+    def _append(self, write, *args) -> None:
+        """One journal record; a record the disk does not take is counted as lost, once said."""
+        try:
+            write(*args)
         except OSError as err:
             self.lost_records += 1
             if self.lost_records == 1:

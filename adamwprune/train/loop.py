@@ -532,8 +532,9 @@ class Trainer:
             self.run_info["gpu_monitor"] = monitor.describe()  # in the checkpoints' run info
 
     def close(self) -> None:
-        """Stop the GPU monitor and draw its graphs into the run directory, however the run ended;
-        graphs that cannot be drawn cost one warning line, never the run."""
+        """Stop the GPU monitor and draw its graphs into the run directory, however the run ended,
+        and log them to the trackers as images; graphs that cannot be drawn cost one warning line,
+        never the run."""
         monitor, self.gpu_monitor = self.gpu_monitor, None
         if monitor is None:
             return
@@ -546,6 +547,9 @@ class Trainer:
                   f"`adamwprune gpu-report {self.run_dir}`", file=sys.stderr, flush=True)
             return
         self.progress(f"gpu monitor: graphs in {self.run_dir}: {', '.join(path.name for path in written)}")
+        from adamwprune.gpu.plots import tracker_images
+
+        self.tracker.log_images(*tracker_images(written, monitor.source.simulated))  # where it is tracked
 
     def _banner(self) -> str:
         s = self.s
