@@ -98,11 +98,12 @@ def interval_rates(marks: dict[int, float], case: Case) -> list[float]:
 
 def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Path, index: int,
                     compile_model: bool = False, history: list | None = None,
-                    costs: dict | None = None) -> list[float]:
+                    costs: dict | None = None, **overrides) -> list[float]:
     """tokens/s of adamwprune's train() over the same intervals, timed at its progress lines.
 
     ``history``, if given, receives the loop's own logged (step, metrics) records; ``costs``
-    receives the CPU accounting of tracking over the timed window (see :func:`tracking_costs`).
+    receives the CPU accounting of tracking over the timed window (see :func:`tracking_costs`);
+    ``overrides``: more TrainSettings (e.g. the GPU monitor's).
     """
     from adamwprune.tracking import ExperimentTracker
     from adamwprune.train.distributed import DistContext
@@ -113,9 +114,9 @@ def adamwprune_loop(dataset, case: Case, device: str, trackers: str, workdir: Pa
     settings = TrainSettings(batch_size=case.batch_size, gradient_accumulation=1, learning_rate=6e-4,
                              warmup_iters=0, grad_clip=0.0, weight_decay=0.1,
                              max_iters=case.warmup + case.steps, log_interval=case.log_interval,
-                             eval_interval=10**9, eval_samples=1, save_checkpoint=False,
-                             compile=compile_model, seed=1337)
-    run_name = f"{case.name}-{trackers}-{index}"
+                             eval_interval=10**8, eval_samples=1, save_checkpoint=False,
+                             compile=compile_model, seed=1337, **overrides)
+    run_name = f"{case.name}-{trackers}-{index}-{len(list(workdir.glob('runs/*')))}"  # unique: variants may share trackers
     run_dir = workdir / "runs" / run_name
     tracker = ExperimentTracker(trackers, project="bench-train", run_name=run_name, run_dir=run_dir,
                                 config={"case": case.name}, wandb_offline=True)
