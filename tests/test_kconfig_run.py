@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from adamwprune import matrix
 from adamwprune.kconfig import load_config
-from helpers import (child_env, defconfig, kconfig, make, make_command, one_line_error, read_assignments,
+from helpers import (REPO, child_env, defconfig, kconfig, make, make_command, one_line_error, read_assignments,
                      trackio_rows, write_defconfig)
 
 TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
@@ -138,10 +139,11 @@ def test_matrix_runs_every_combination_and_summarizes(tmp_path):
             assert config["pruning_method"] == "state" and sparsity[-1] == pytest.approx(0.5, abs=0.005)
 
 
-def test_a_model_without_a_trainer_fails_with_one_line(tmp_path):
-    defconfig(tmp_path, "lenet5")
-    message = one_line_error(kconfig(tmp_path, "run"))
-    assert message.startswith("the lenet5 trainer is not available yet")
+def test_a_model_whose_trainer_is_missing_fails_with_one_line(tmp_path):
+    shutil.copy(REPO / "Kconfig", tmp_path)  # a Kconfig tree of its own, without lenet5/train.py
+    shutil.copytree(REPO / "kconfig", tmp_path / "kconfig")
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", "CONFIG_MODEL_LENET5=y")))
+    assert one_line_error(kconfig(tmp_path, "run")) == f"the lenet5 trainer lenet5/train.py is missing from {tmp_path}"
 
 
 # --- make show ------------------------------------------------------------------------------

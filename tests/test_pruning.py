@@ -17,7 +17,7 @@ from adamwprune.pruning import build_pruner, lowest, variants
 from adamwprune.pruning.methods import MovementPruner, StatePruner
 from adamwprune.pruning.schedule import scheduled_sparsity, short_ramp_warning
 from adamwprune.train import checkpoint as ckpt
-from adamwprune.train.cli import parse_args, settings_from_args
+from adamwprune.train.cli import main, parse_args, settings_from_args
 from adamwprune.train.gpt2 import FAMILY
 from adamwprune.train.settings import TrainSettings
 from helpers import REPO, trackio_rows, train_tiny_gpt2
@@ -187,8 +187,8 @@ def test_bad_pruning_input_is_one_line(monkeypatch, tmp_path, capsys):
         settings_from_args(parse_args(FAMILY, ["--pruning-method", "magnitude", "--pruning-schedule", "cosine"]))
     with pytest.raises(UserError, match="--pruning-interval applies to --pruning-method"):
         settings_from_args(parse_args(FAMILY, ["--pruning-interval", "10"]))
-    settings_from_args(parse_args(FAMILY, ["--pruning-method", "magnitude", "--target-sparsity", "0.8",
-                                           "--pruning-warmup", "50", "--pruning-ramp", "100", "--max-iters", "100"]))
+    main(FAMILY, ["--dataset", "pydocs", "--pruning-method", "magnitude", "--target-sparsity", "0.8",
+                  "--pruning-warmup", "50", "--pruning-ramp", "100", "--max-iters", "100", "--check-only"])
     warning = capsys.readouterr().err.strip()
     assert warning == ("warning: the pruning ramp ends at step 150, after --max-iters 100: this run will reach "
                        "70.0% sparsity, not the target 80.0%")

@@ -13,6 +13,7 @@ from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, load_config
 from adamwprune.kconfig.tree import available_hint, parse_command_line, tree_root
 from adamwprune.tracking.selection import format_trackers
+from adamwprune.train.settings import TRAINED_BY
 
 CHILD_GRACE_S = 60  # how long an interrupted trainer gets to finish its tracker
 
@@ -26,10 +27,12 @@ def require_config(root: Path):
 
 
 def trainer_script(cfg, root: Path) -> Path:
-    script = tree_root(root) / cfg.MODEL / "train.py"
+    """``<model>/train.py``, or the trainer of the family that trains the model (resnet18: resnet50's,
+    which reads --model-name resnet18 from the configuration)."""
+    family = TRAINED_BY.get(cfg.MODEL, (cfg.MODEL, {}))[0]
+    script = tree_root(root) / family / "train.py"
     if not script.is_file():
-        raise UserError(f"the {cfg.MODEL} trainer is not available yet ({cfg.MODEL}/train.py is "
-                        "missing); GPT-2 trains today, e.g. make defconfig DEFCONFIG=gpt2-pydocs-cpu")
+        raise UserError(f"the {cfg.MODEL} trainer {family}/train.py is missing from {tree_root(root)}")
     return script
 
 

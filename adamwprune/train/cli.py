@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from functools import partial
@@ -83,7 +84,10 @@ def config_defaults() -> dict[str, Any]:
     from adamwprune import kconfig
 
     cfg = kconfig.load_config()
-    return dict(kconfig.trainer_defaults(cfg)) if cfg else {}
+    if not cfg:
+        return {}
+    # a Kconfig model that another family's trainer trains (resnet18) sets what makes it that model
+    return {**kconfig.trainer_defaults(cfg), **S.TRAINED_BY.get(cfg.MODEL, ("", {}))[1]}
 
 
 def parse_args(family: ModelFamily, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -113,17 +117,27 @@ def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
     S.check_applicable(args.given, values)
     if args.resume and args.restart:
         raise UserError("--resume continues a run and --restart starts it again: give one of them")
-    settings = S.TrainSettings(**values)
-    warning = short_ramp_warning(settings)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    return settings
+    if "max_iters" in args.given and values["epochs"]:
+        if "epochs" in args.given:
+            raise UserError("--epochs and --max-iters both say how long to train: give one of them")
+        values["epochs"] = 0  # --max-iters on the command line wins over EPOCHS from the configuration
+    return S.TrainSettings(**values)
+
+
+def world_size() -> int:
+    """The processes of this run: torchrun's WORLD_SIZE (read before the process group exists)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
     args = parse_args(family, argv)
     settings = settings_from_args(args)
     adapter = family.make_adapter(settings)  # opens and checks the data: before anything is created
+    if settings.epochs:  # before the learning-rate and pruning schedules read --max-iters
+        settings = S.steps_for_epochs(settings, adapter.train_items(), world_size())
+    warning = short_ramp_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if args.check_only:
         check_environment(settings)
         return 0

@@ -24,12 +24,18 @@ from adamwprune.pruning.schedule import SCHEDULES as PRUNING_SCHEDULES
 from adamwprune.train.schedule import SCHEDULES
 
 GPT2_MODEL_NAMES = ("gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+RESNET_MODEL_NAMES = ("resnet18", "resnet50")
+MODEL_NAMES = {"gpt2": GPT2_MODEL_NAMES, "resnet50": RESNET_MODEL_NAMES}  # --model-name, per family
 DATASETS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "gpt2": ("finewebedu", "shakespeare", "pydocs"),
-    "lenet5": ("mnist",),
-    "resnet18": ("cifar10", "cifar100"),
-    "resnet50": ("cifar100", "cifar10"),
+    "lenet5": ("mnist", "digits"),
+    "resnet18": ("cifar10", "cifar100", "digits"),
+    "resnet50": ("cifar100", "cifar10", "digits"),
 }
+VISION_MODELS = ("lenet5", "resnet50")  # the image classifiers' families (train/vision.py)
+# A model of the Kconfig tree that another family's trainer trains, and the settings that make it
+# that model: MODEL_RESNET18 runs resnet50/train.py --model-name resnet18.
+TRAINED_BY: dict[str, tuple[str, dict[str, Any]]] = {"resnet18": ("resnet50", {"model_name": "resnet18"})}
 ADAM_FAMILY = ("adam", "adamw", "adamwspam", "adamwadv", "adamwprune")
 # "base_optimizer" is not a field: the optimizer that takes the steps (AdamWPrune's is --adamwprune-base)
 SPAM = ("base_optimizer", ("adamwspam",))
@@ -88,10 +94,12 @@ class TrainSettings:
     # model and data
     model: str = setting("gpt2", "model family", "model and data", choices=lambda: tuple(DATASETS_BY_MODEL),
                          flag=False)
-    model_name: str = setting("gpt2", "GPT-2 size", "model and data", symbol="GPT2_MODEL_NAME",
-                              choices=GPT2_MODEL_NAMES, applies_to=("model", ("gpt2",)))
+    model_name: str = setting("gpt2", "the model's size (gpt2: gpt2-tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl; "
+                              "resnet50/train.py: resnet18, resnet50)", "model and data", symbol="GPT2_MODEL_NAME",
+                              applies_to=("model", tuple(MODEL_NAMES)))
     dataset: str = setting("finewebedu", "training data (gpt2: finewebedu, shakespeare, or pydocs: offline, "
-                           "built in)", "model and data", symbol="DATASET")
+                           "built in; lenet5: mnist or digits: offline; resnet50: cifar100, cifar10 or digits)",
+                           "model and data", symbol="DATASET")
     data_dir: str | None = setting(None, "where prepared datasets live; None: $ADAMWPRUNE_DATA_DIR, "
                                    "else ./data", "model and data", resumable=True)
     block_size: int = setting(1024, "context length in tokens", "model and data",
@@ -114,6 +122,10 @@ class TrainSettings:
                                symbol="GRAD_CLIP", low=0.0)
     max_iters: int = setting(10_000, "optimizer steps to train for", "training",
                              symbol="MAX_ITERS", low=1, high=100_000_000, resumable=True)
+    epochs: int = setting(0, "train for this many passes over the training images instead: --max-iters "
+                          "becomes ceil(epochs x images / (batch-size x gradient-accumulation x processes)) "
+                          "before any schedule is built (0: --max-iters decides)", "training", symbol="EPOCHS",
+                          low=0, high=100_000, given_low=1, resumable=True, applies_to=("model", VISION_MODELS))
     max_time: int = setting(0, "stop after this many seconds of total training time (0 = no limit)",
                             "training", symbol="MAX_TIME", low=0, high=100_000_000, resumable=True)
     log_interval: int = setting(10, "log train metrics every N steps", "training",
@@ -236,6 +248,10 @@ class TrainSettings:
             raise UserError(variants.REFUSED[self.adamwprune_variant])
         for field in dataclasses.fields(self):
             check_value(field, getattr(self, field.name))
+        names = MODEL_NAMES.get(self.model)
+        if names and self.model_name not in names:
+            raise UserError(f"unknown model-name {self.model_name!r} for {self.model}; choose one of: "
+                            f"{', '.join(names)}")
         datasets = DATASETS_BY_MODEL[self.model]
         if self.dataset not in datasets:
             raise UserError(f"unknown dataset {self.dataset!r} for {self.model}; choose one of: "
@@ -266,11 +282,15 @@ METAS: dict[str, Meta] = metas()
 DEFAULTS: dict[str, Any] = {name: f.default for name, f in FIELDS.items()}
 
 # Where another model family's defaults differ from GPT-2's, on purpose (Kconfig has the same).
+# A classifier's validation point is its whole test split (train/vision.py): 10 x 1,000 images
+# hold MNIST's and CIFAR's 10,000, in micro-batches of at most --batch-size.
 VISION_DEFAULTS = {"batch_size": 128, "learning_rate": 0.001, "min_lr": 0.0001, "beta2": 0.999,
-                   "weight_decay": 0.0005}
+                   "weight_decay": 0.0005, "eval_samples": 10, "eval_batch_size": 1000}
+MODEL_NAME_DEFAULTS = {"resnet50": {"model_name": "resnet50"},
+                       **{model: values for model, (_, values) in TRAINED_BY.items()}}
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {},
-    **{model: {**VISION_DEFAULTS, "model": model, "dataset": datasets[0]}
+    **{model: {**VISION_DEFAULTS, "model": model, "dataset": datasets[0], **MODEL_NAME_DEFAULTS.get(model, {})}
        for model, datasets in DATASETS_BY_MODEL.items() if model != "gpt2"},
 }
 
@@ -295,6 +315,15 @@ def flag(name: str) -> str:
 def defaults_for(model: str, optimizer: str | None = None) -> dict[str, Any]:
     """Every setting's default for model family ``model`` (and ``optimizer``, where it has its own)."""
     return {**DEFAULTS, **MODEL_DEFAULTS[model], **OPTIMIZER_DEFAULTS.get(optimizer or "", {})}
+
+
+def steps_for_epochs(settings: TrainSettings, train_items: int, world_size: int) -> TrainSettings:
+    """``settings`` with --epochs turned into --max-iters: the steps that draw ``epochs`` x
+    ``train_items`` items, at batch-size x gradient-accumulation x ``world_size`` per step."""
+    if not settings.epochs:
+        return settings
+    per_step = settings.batch_size * settings.gradient_accumulation * world_size
+    return dataclasses.replace(settings, max_iters=max(1, math.ceil(settings.epochs * train_items / per_step)))
 
 
 def check_value(field: dataclasses.Field, value: Any) -> None:
