@@ -7,7 +7,7 @@
 #   make menuconfig | make | make show | make test_matrix [SEEDS=N PARALLEL_JOBS=N CONTINUE=dir]
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
 #   make chaos [N=50]              kill -9 trials, lost/duplicated records counted (docs/chaos.md)
-#   make prepare-data DATASET=finewebedu|shakespeare [PREPARE_ARGS="--max-tokens 100000000"]
+#   make prepare-data DATASET=finewebedu|shakespeare|mnist|cifar10|cifar100 [PREPARE_ARGS="--max-tokens 100000000"]
 #
 # Set-up (scripts/setup_venv.py, run with python3 by every target that needs .venv)
 # installs into .venv what that target needs and nothing twice:
@@ -16,9 +16,10 @@
 #   TORCH_INDEX_URL    where torch comes from; unset: PyTorch's CPU wheel index on a
 #                      machine without an NVIDIA driver, PyPI with one; empty (TORCH_INDEX_URL=):
 #                      the default index (PyPI); e.g. https://download.pytorch.org/whl/cu126
-#   EXTRAS             more extras of pyproject.toml: trackio, wandb, all, data, dev
+#   EXTRAS             more extras of pyproject.toml: trackio, wandb, all, data, digits, dev
 # make demo installs the trackio extra, make test dev + all (both trackers), and
-# make / make test_matrix the trackers the configuration (or TRACKER=) selects.
+# make / make test_matrix the trackers the configuration (or TRACKER=) selects (and scikit-learn
+# for DATASET digits).
 
 ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 PYTHON ?= python3
@@ -45,7 +46,7 @@ wandb-test: NEEDS := wandb
 bench chaos: NEEDS := all
 update-graphs: NEEDS :=
 all test_matrix test-matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
-prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data)
+prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data) $(if $(filter digits,$(DATASET)),digits)
 
 # The stamp holds set-up's record; set-up returns at once, silent, when nothing is missing.
 $(STAMP): FORCE

@@ -42,9 +42,10 @@ RECORD_NAME = ".installed"  # the Makefile's install stamp; holds this script's 
 
 # pyproject.toml's extras (tests/test_setup.py checks that these agree with it)
 EXTRAS = {"trackio": ("trackio",), "wandb": ("wandb",), "all": ("trackio", "wandb"),
-          "dev": ("dev",), "data": ("data",)}
-LABELS = {"trackio": "trackio", "wandb": "wandb", "dev": "dev tools", "data": "datasets (FineWeb-Edu)"}
-ORDER = ("trackio", "wandb", "data", "dev")
+          "dev": ("dev",), "data": ("data",), "digits": ("digits",)}
+LABELS = {"trackio": "trackio", "wandb": "wandb", "dev": "dev tools", "data": "datasets (FineWeb-Edu)",
+          "digits": "scikit-learn (the offline digits)"}
+ORDER = ("trackio", "wandb", "data", "digits", "dev")
 
 # Run by the venv's python: does it import a torch that satisfies the requirement (argv[1])?
 TORCH_PROBE = r"""
@@ -125,6 +126,15 @@ def configured_trackers(dotconfig: Path, settings: Sequence[str] = ()) -> frozen
         return frozenset()
     return frozenset(name for name in ("trackio", "wandb")
                      if re.search(rf"^CONFIG_ENABLE_{name.upper()}=y$", text, re.MULTILINE))
+
+
+def configured_extras(dotconfig: Path) -> frozenset[str]:
+    """What a run of this configuration needs besides its trackers: the offline digits, scikit-learn's."""
+    try:
+        text = dotconfig.read_text()
+    except OSError:
+        return frozenset()
+    return frozenset({"digits"} if re.search(r'^CONFIG_DATASET="digits"$', text, re.MULTILINE) else ())
 
 
 def nvidia_driver_present(which: Callable[[str], str | None] = shutil.which,
@@ -272,6 +282,7 @@ def request_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) 
     extras = parse_extras([*args.extra, *args.extras])
     if args.configured_trackers:
         extras |= configured_trackers(Path(args.configured_trackers), args.set)
+        extras |= configured_extras(Path(args.configured_trackers))
     index = args.torch_index_url if args.torch_index_url is not None else env.get("TORCH_INDEX_URL")
     requirement = args.torch or env.get("TORCH_REQUIREMENT") or "torch"
     return Request(venv=Path(args.venv), extras=extras, torch_requirement=requirement,
@@ -285,7 +296,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--extras", action="append", default=[],
                    help="more extras (space, comma or plus separated: make's EXTRAS)")
     p.add_argument("--configured-trackers", metavar="DOTCONFIG",
-                   help="also install the trackers this .config enables (or --set TRACKER=... names)")
+                   help="also install the trackers this .config enables (or --set TRACKER=... names), "
+                        "and scikit-learn for its DATASET digits")
     p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                    help="make's command-line variables (only TRACKER is used)")
     p.add_argument("--torch", help="torch requirement (default: $TORCH_REQUIREMENT, else torch)")

@@ -221,7 +221,7 @@ def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, model
     from adamwprune.train import checkpoint as ckpt
     from adamwprune.train.distributed import broadcast_object
 
-    project = settings.tracker_project or project_name(settings.model)
+    project = settings.tracker_project or project_name(S.named_model(settings))
     run_name = settings.tracker_run_name
     if args.resume:
         resume_path = _find_checkpoint(args.resume, settings.output_dir, project, run_name)
@@ -233,7 +233,7 @@ def _resolve_run(args: argparse.Namespace, settings: S.TrainSettings, ctx, model
         state = ckpt.check_resume_state(saved, model_description, settings, source=resume_path)
         return settings, resume_path.parent, state
     if not run_name:
-        run_name = broadcast_object(ctx, default_run_name(settings.model, settings.optimizer))
+        run_name = broadcast_object(ctx, default_run_name(S.named_model(settings), settings.optimizer))
     settings = dataclasses.replace(settings, tracker_project=project, tracker_run_name=run_name)
     run_dir = run_dir_for(settings.output_dir, project, run_name)
     if (run_dir / ckpt.LAST_NAME).exists():

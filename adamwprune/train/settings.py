@@ -317,6 +317,14 @@ def defaults_for(model: str, optimizer: str | None = None) -> dict[str, Any]:
     return {**DEFAULTS, **MODEL_DEFAULTS[model], **OPTIMIZER_DEFAULTS.get(optimizer or "", {})}
 
 
+def named_model(settings: TrainSettings) -> str:
+    """The model that project and run names start with: the Kconfig tree's name for it (resnet18 for
+    resnet50/train.py --model-name resnet18, as for MODEL_RESNET18), else the family."""
+    return next((model for model, (family, values) in TRAINED_BY.items()
+                 if family == settings.model and all(getattr(settings, k) == v for k, v in values.items())),
+                settings.model)
+
+
 def steps_for_epochs(settings: TrainSettings, train_items: int, world_size: int) -> TrainSettings:
     """``settings`` with --epochs turned into --max-iters: the steps that draw ``epochs`` x
     ``train_items`` items, at batch-size x gradient-accumulation x ``world_size`` per step."""
