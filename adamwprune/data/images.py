@@ -126,11 +126,15 @@ def refetch_hint(source: ImageSource, data_dir: Path) -> str:
 
 @contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """One process at a time in ``directory`` (the ranks of a torchrun all open the data)."""
+    """One process at a time in ``directory`` (the ranks of a torchrun all open the data): an
+    exclusive flock on the directory itself, released by the kernel however the process ends."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def md5_of(path: Path) -> str:
@@ -167,7 +171,8 @@ def fetch(source: ImageSource, files: list[RemoteFile], data_dir: Path, timeout_
             else:
                 names = ", ".join(r.name for r in source.files)
                 raise UserError(f"cannot download {source.name} ({failures[0] if failures else 'no mirror'}); "
-                                f"fetch {names} from {source.mirrors[0]} and put them in {directory}/, or run "
+                                f"fetch {names} from {source.mirrors[0]} and put "
+                                f"{'it' if len(source.files) == 1 else 'them'} in {directory}/, or run "
                                 f"`{prepare_command(source.name, data_dir)}` on a machine with network")
 
 
