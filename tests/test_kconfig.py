@@ -297,8 +297,9 @@ def test_make_and_make_defconfig_check_command_line_variables_alike(tmp_path):
 def test_trainer_defaults_give_exactly_the_contract_dests_known_to_the_trainer(tmp_path):
     from adamwprune.train.cli import build_parser
     from adamwprune.train.gpt2 import FAMILY
+    from adamwprune.train.vision import LENET5, RESNET50
 
-    parser_dests = {action.dest for action in build_parser(FAMILY)._actions}
+    parser_dests = {action.dest for family in (FAMILY, LENET5, RESNET50) for action in build_parser(family)._actions}
     dc = write_defconfig(tmp_path / "everything", "CONFIG_DATASET=\"pydocs\"",
                          "CONFIG_OPTIMIZER_SGD=y", "CONFIG_PRUNING_MAGNITUDE=y",
                          "CONFIG_GPU_MONITOR=y", "CONFIG_TRACKER_RUN_NAME=\"r1\"",

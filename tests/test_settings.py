@@ -16,6 +16,7 @@ from adamwprune.kconfig.tree import REPO_ROOT, open_tree
 from adamwprune.train import settings as S
 from adamwprune.train.cli import build_parser, parse_args, settings_from_args
 from adamwprune.train.gpt2 import FAMILY
+from adamwprune.train.vision import LENET5
 
 KCONFIG_TYPES = {bool: kconfiglib.BOOL, int: kconfiglib.INT, str: kconfiglib.STRING, float: kconfiglib.STRING}
 
@@ -25,10 +26,10 @@ def no_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no .config: only the settings' defaults and flags count
 
 
-def help_defaults(cls: type = S.TrainSettings) -> dict[str, str]:
-    """flag -> the default that --help shows for it."""
+def help_defaults(cls: type = S.TrainSettings, family=FAMILY) -> dict[str, str]:
+    """flag -> the default that ``family``'s --help shows for it."""
     defaults = {}
-    for action in build_parser(FAMILY, cls=cls)._actions:
+    for action in build_parser(family, cls=cls)._actions:
         match = re.search(r"\(default: (.*)\)$", action.help or "")
         if action.option_strings and match:
             defaults[action.option_strings[0]] = match.group(1)
@@ -47,7 +48,7 @@ def kconfig_defaults(model: str, optimizer: str, gpu_monitor: bool) -> dict[str,
 
 
 def test_help_kconfig_and_the_settings_dataclass_give_the_same_defaults():
-    shown = help_defaults()
+    shown = {**help_defaults(family=LENET5), **help_defaults()}  # GPT-2's, and the classifiers' own (--epochs)
     built = dataclasses.asdict(S.TrainSettings())
     for name, default in S.DEFAULTS.items():
         assert built[name] == default

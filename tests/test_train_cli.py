@@ -18,7 +18,10 @@ def no_config(tmp_path, monkeypatch):
 
 
 def test_every_contract_dest_plus_resume_and_data_dir_is_a_documented_flag():
-    options = {action.dest: action for action in build_parser(FAMILY)._actions if action.option_strings}
+    from adamwprune.train.vision import LENET5, RESNET50
+
+    options = {action.dest: action for family in (FAMILY, LENET5, RESNET50)  # --epochs: the classifiers'
+               for action in build_parser(family)._actions if action.option_strings}
     assert TRAINER_CONTRACT_DESTS | {"resume", "data_dir"} <= set(options)
     for dest, action in options.items():
         assert action.help and action.help.strip(), dest
