@@ -41,7 +41,7 @@ class Case:
     model: str        # the family
     model_name: str
     batch_size: int
-    warmup: int       # steps not timed
+    warmup: int       # steps not timed (a multiple of log_interval: the loop marks its log points)
     steps: int        # timed steps (a multiple of log_interval)
     log_interval: int
     rounds: int
@@ -49,7 +49,7 @@ class Case:
 
 CASES = {
     "lenet5": Case("lenet5", "lenet5", "lenet5", 128, warmup=20, steps=200, log_interval=20, rounds=5),
-    "resnet18": Case("resnet18", "resnet50", "resnet18", 32, warmup=2, steps=8, log_interval=2, rounds=3),
+    "resnet18": Case("resnet18", "resnet50", "resnet18", 32, warmup=4, steps=16, log_interval=4, rounds=4),
 }
 VARIANTS = ("plain", "plain-fused", "loop")
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 5e-4
