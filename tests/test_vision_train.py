@@ -85,6 +85,17 @@ def test_training_batches_are_normalized_and_resumable_from_the_generator():
     assert torch.equal(first[0], adapter.get_batch("train", 8, torch.Generator().manual_seed(5), "cpu")[0])
 
 
+def test_channels_last_model_and_batches_as_on_a_gpu():
+    settings = settings_for("resnet50", model_name="resnet18")
+    adapter = ClassifierAdapter(make_adapter(settings).dataset, "resnet18", settings, channels_last=True)
+    model = adapter.build_model()
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    images, labels = adapter.get_batch("train", 4, torch.Generator().manual_seed(0), "cpu")
+    assert images.is_contiguous(memory_format=torch.channels_last) and images.shape == (4, 1, 32, 32)
+    adapter.loss(model, (images, labels)).backward()
+    assert model.conv1.weight.grad is not None and adapter.train_count == 4
+
+
 # --- the whole test split at every validation point -----------------------------------------------
 
 @pytest.mark.parametrize("items, batches, batch_size, micro", [(360, 6, 64, 64), (360, 10, 1000, 64), (7, 3, 4, 2)])
@@ -213,17 +224,21 @@ def test_resnet18_trains_a_few_steps_on_cifar_format_files(tmp_path, name):
 
 # --- the trainer, tracked ------------------------------------------------------------------------
 
+def trainer(tmp: Path, script: str, *args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "ADAMWPRUNE_DATA_DIR")}
+    proc = subprocess.run([*(launcher or [sys.executable]), str(REPO / script), "--dataset", "digits", "--device",
+                           "cpu", "--eval-samples", "6", "--eval-batch-size", "64", "--output-dir", str(tmp / "runs"),
+                           *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_lenet5_on_digits_logs_accuracy_into_trackio(tracking_env):
     tmp = tracking_env
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "ADAMWPRUNE_DATA_DIR")}
-    proc = subprocess.run([sys.executable, str(REPO / "lenet5/train.py"), "--dataset", "digits", "--device", "cpu",
-                           "--epochs", "2", "--batch-size", "64", "--learning-rate", "3e-3", "--warmup-iters", "3",
-                           "--log-interval", "5", "--eval-interval", "15", "--eval-samples", "6",
-                           "--eval-batch-size", "64", "--tracker", "trackio", "--tracker-project", "v",
-                           "--tracker-run-name", "lenet", "--output-dir", str(tmp / "runs")],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    common = ("--batch-size", "64", "--learning-rate", "3e-3", "--warmup-iters", "3", "--log-interval", "5",
+              "--eval-interval", "15", "--tracker", "trackio", "--tracker-project", "v", "--tracker-run-name", "lenet")
+    trainer(tmp, "lenet5/train.py", "--epochs", "2", *common)
     rows = trackio_rows("v", "lenet")
     assert math.ceil(2 * 1437 / 64) == 45  # --epochs 2
     evals = {row["step"]: row for row in rows if "val_loss" in row}
@@ -241,6 +256,21 @@ def test_lenet5_on_digits_logs_accuracy_into_trackio(tracking_env):
     saved = torch.load(tmp / "runs/v/lenet" / ckpt.BEST_NAME, weights_only=False)
     assert saved["iteration"] == best["step"]  # the most accurate evaluation, not the lowest loss
     assert saved["model_description"]["input_shape"] == [1, 32, 32]
+
+    trainer(tmp, "lenet5/train.py", "--epochs", "3", "--resume", *common)  # one epoch more: 68 steps
+    more = [row for row in trackio_rows("v", "lenet") if row["step"] > 45]
+    assert [row["step"] for row in more if "val_loss" in row] == [60, 68]
+    assert [row["step"] for row in more if "train_loss" in row] == [50, 55, 60, 65, 68]
+
+
+@pytest.mark.slow
+def test_torchrun_counts_the_epochs_of_both_processes(tmp_path):
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+    proc = trainer(tmp_path, "lenet5/train.py", "--epochs", "2", "--batch-size", "120", "--learning-rate", "5e-3",
+                   "--warmup-iters", "2", "--eval-interval", "6", "--tracker-run-name", "ddp", launcher=launcher)
+    assert "done: 12 iterations" in proc.stdout  # ceil(2 x 1437 / (120 x 2))
+    result, = (tmp_path / "runs").glob("lenet5-*/ddp/result.json")
+    assert json.loads(result.read_text())["best_metrics"]["val_accuracy"] > 50
 
 
 # --- Kconfig and make ------------------------------------------------------------------------------
