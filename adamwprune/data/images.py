@@ -38,8 +38,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from adamwprune.data import default_data_dir
 from adamwprune.data.net import DEFAULT_TIMEOUT_S, _one_line, call_with_deadline
-from adamwprune.data.tokens import DEFAULT_DATA_DIR, prepare_command
+from adamwprune.data.tokens import prepare_command
 from adamwprune.errors import UserError
 
 CHUNK = 1 << 20
@@ -112,10 +113,6 @@ class ImageSource:
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise UserError(f"{where} has labels from {labels.min()} to {labels.max()}, "
                             f"expected 0 to {self.num_classes - 1}: not {self.name}'s files")
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("ADAMWPRUNE_DATA_DIR", DEFAULT_DATA_DIR))
 
 
 def refetch_hint(source: ImageSource, data_dir: Path) -> str:
