@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train LeNet-5 with the shared AdamWPrune loop; see ``.venv/bin/python lenet5/train.py --help``.
 
-    .venv/bin/python lenet5/train.py --dataset digits --device cpu --epochs 3   # offline
-    .venv/bin/python lenet5/train.py --dataset mnist --epochs 10                # downloads MNIST once
+    .venv/bin/python lenet5/train.py --dataset digits --device cpu --epochs 10 --warmup-iters 10   # offline
+    .venv/bin/python lenet5/train.py --dataset mnist --epochs 10                                   # downloads MNIST once
     .venv/bin/torchrun --nproc_per_node=2 lenet5/train.py ...
 
 (``make venv`` sets up .venv; started by a Python without torch, it says so in one line.)
