@@ -4,7 +4,8 @@
 - ``shakespeare``: tiny-shakespeare, GPT-2 BPE; ``python -m adamwprune.data prepare shakespeare``.
 - ``finewebedu``: FineWeb-Edu sample-10BT, GPT-2 BPE shards; ``make prepare-data DATASET=finewebedu``.
 
-See docs/datasets.md for formats and commands.
+See docs/datasets.md for formats and commands. The image classifiers' datasets (MNIST, CIFAR-10/100,
+the offline digits) are in ``adamwprune.data.images`` (docs/vision.md).
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""Models trained by the harness (GPT-2 for now)."""
+"""Models trained by the harness, in plain PyTorch: GPT-2 (``gpt2``), LeNet-5 (``lenet``), ResNet-18/50 (``resnet``)."""
 
 from __future__ import annotations
