@@ -72,7 +72,7 @@ def test_experiment_tracking_menu_is_the_spec_table_with_its_defaults(kconf):
 
 
 def test_areas_have_their_symbols(kconf):
-    assert menu_symbols(kconf, "GPU monitoring") == ["GPU_MONITOR", "GPU_MONITOR_INTERVAL"]
+    assert menu_symbols(kconf, "GPU monitoring") == ["GPU_MONITOR", "GPU_MONITOR_INTERVAL", "GPU_MONITOR_SIMULATE"]
     assert set(CHOICES["MODEL"]) <= set(menu_symbols(kconf, "Model"))
     assert {"BATCH_SIZE", "GRADIENT_ACCUMULATION", "LEARNING_RATE", "LR_SCHEDULE_COSINE",
             "MAX_ITERS", "MAX_TIME", "LOG_INTERVAL", "EVAL_INTERVAL", "EVAL_SAMPLES",
