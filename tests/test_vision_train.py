@@ -19,7 +19,7 @@ from adamwprune.errors import UserError
 from adamwprune.tracking import ExperimentTracker
 from adamwprune.train import checkpoint as ckpt
 from adamwprune.train import settings as S
-from adamwprune.train.classifier import ClassifierAdapter, FullPass, channel_stats, crop_and_flip, padded
+from adamwprune.train.classifier import ClassifierAdapter, channel_stats, crop_and_flip, padded, split_chunk
 from adamwprune.train.cli import main, parse_args, settings_from_args
 from adamwprune.train.distributed import DistContext
 from adamwprune.train.evaluation import eval_plan
@@ -98,18 +98,25 @@ def test_channels_last_model_and_batches_as_on_a_gpu():
 
 # --- the whole test split at every validation point -----------------------------------------------
 
-@pytest.mark.parametrize("items, batches, batch_size, micro", [(360, 6, 64, 64), (360, 10, 1000, 64), (7, 3, 4, 2)])
-def test_a_validation_point_reads_the_test_split_once_in_order(items, batches, batch_size, micro):
-    """The loop's draw (one random base per point, batch i seeded base + i, in eval_plan's order)."""
-    full = FullPass(items, batches, batch_size, micro)
-    for base in (12345, 987654321, 12351):  # the last starts right after the previous point's seeds
-        covered = []
-        for index, start, stop in eval_plan(batches, batch_size, micro):
-            if start == 0:
-                lo, hi = full.bounds(torch.Generator().manual_seed(base + index))
-                assert hi - lo <= batch_size
+@pytest.mark.parametrize("items, batches, batch_size, micro, world", [
+    (360, 6, 64, 64, 1), (360, 10, 1000, 64, 1), (7, 3, 4, 2, 1), (360, 6, 64, 16, 2), (7, 3, 4, 1, 3)])
+def test_a_validation_point_reads_the_test_split_once_in_order(items, batches, batch_size, micro, world):
+    """The loop's plan (batch i of the point's E batches, cut into micro-batches, split over the
+    ranks) over eval_batch_at's chunks covers every test image exactly once, in order."""
+    covered = []
+    for rank in range(world):
+        for index, start, stop in eval_plan(batches, batch_size, micro, rank, world):
+            lo, hi = split_chunk(index, items, batches)
+            assert hi - lo <= batch_size
             covered += list(range(lo, hi))[start:stop]
-        assert covered == list(range(items))
+    assert sorted(covered) == list(range(items)) and len(covered) == items
+
+
+def test_eval_batches_are_the_test_split_in_order():
+    settings = settings_for(eval_samples=6, eval_batch_size=64)
+    adapter = make_adapter(settings)
+    labels = torch.cat([adapter.eval_batch_at(i, 6, 64, "cpu")[1] for i in range(6)])
+    assert torch.equal(labels, torch.from_numpy(adapter.dataset.test_labels))
 
 
 def test_eval_too_small_for_the_test_split_is_one_line():

@@ -8,8 +8,8 @@ the training split's mean and standard deviation, and smaller images (MNIST's 28
 zero-padded to the models' 32x32. On a GPU the whole dataset is moved there once, and the model
 and its batches are channels-last (the loop adds bf16 autocast).
 
-Evaluation is the whole test split at every validation point (:class:`FullPass`), split over the
-ranks under DDP; the adapter selects the best checkpoint by ``val_accuracy`` (top-1, percent;
+Evaluation is the whole test split at every validation point
+(:meth:`ClassifierAdapter.eval_batch_at`), split over the ranks under DDP; the adapter selects the best checkpoint by ``val_accuracy`` (top-1, percent;
 ``val_top5_accuracy`` too from 100 classes). ``train_accuracy`` is the top-1 accuracy of the
 augmented training batches since the previous validation point, logged with it.
 """
@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adamwprune.errors import UserError
-from adamwprune.train.evaluation import eval_plan
 
 INPUT_SIZE = 32        # both models' input (LeNet-5's original size; ResNet's CIFAR stem)
 CROP_PADDING = 4
@@ -75,35 +74,10 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
 
 
-class FullPass:
-    """Maps the loop's validation batches onto the test split, so that a validation point covers
-    it exactly once, in order, at any world size: batch i of the point's E batches is images
-    [i*N/E, (i+1)*N/E) of the N (at most ``eval_batch_size`` of them when E x eval_batch_size >= N).
-
-    The loop (``Trainer._evaluate``) draws batch i of a point with a generator seeded ``base + i``,
-    one random base per point, and asks for each rank's batches (``eval_plan``) in increasing order.
-    A rank knows its first batch from the plan, so it tells a point's batches by their consecutive
-    seeds: a seed that does not follow the previous one starts a new point.
-    """
-
-    def __init__(self, items: int, batches: int, batch_size: int, micro: int):
-        self.items, self.batches, self.batch_size, self.micro = items, batches, batch_size, micro
-        self.seed: int | None = None
-        self.index = 0
-
-    def first_batch(self) -> int:
-        """The first batch this rank evaluates at each point."""
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank, world_size = ((torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed
-                            else (0, 1))
-        return next(eval_plan(self.batches, self.batch_size, self.micro, rank, world_size))[0]
-
-    def bounds(self, generator: torch.Generator) -> tuple[int, int]:
-        """The test images [start, stop) of the batch the loop draws with ``generator``."""
-        seed = generator.initial_seed()
-        self.index = self.index + 1 if self.seed is not None and seed == self.seed + 1 else self.first_batch()
-        self.seed = seed
-        return self.index * self.items // self.batches, (self.index + 1) * self.items // self.batches
+def split_chunk(index: int, items: int, batches: int) -> tuple[int, int]:
+    """Images [start, stop) of batch ``index`` when a validation point's ``batches`` cut the
+    ``items`` test images into consecutive chunks: each image exactly once, in order."""
+    return index * items // batches, (index + 1) * items // batches
 
 
 class ClassifierAdapter:
@@ -122,8 +96,6 @@ class ClassifierAdapter:
         self.placed: dict[str, tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]] = {}
         self.test_items = len(dataset.test_labels)
         self.eval_samples, self.eval_batch_size = settings.eval_samples, settings.eval_batch_size
-        self.full_pass = FullPass(self.test_items, settings.eval_samples, settings.eval_batch_size,
-                                  min(settings.batch_size, settings.eval_batch_size))
         self.top5 = dataset.num_classes >= TOP5_FROM_CLASSES
         self.train_correct: torch.Tensor | None = None  # since the last validation point, on the device
         self.train_count = 0
@@ -165,18 +137,27 @@ class ClassifierAdapter:
         return self.placed[device]
 
     def get_batch(self, split: str, batch_size: int, generator: torch.Generator, device: str):
-        splits, scale, shift = self._on(device)
+        """Training images drawn uniformly with ``generator`` (augmented); validation goes through
+        :meth:`eval_batch_at`, the whole test split."""
+        splits, _, _ = self._on(device)
         images, labels = splits[split]
-        if split == "train":
-            index = torch.randint(len(labels), (batch_size,), generator=generator).to(device)
-            images, labels = images[index], labels[index]
-            if self.dataset.augment:
-                images = crop_and_flip(images, generator)
-        else:
-            start, stop = self.full_pass.bounds(generator)
-            images, labels = images[start:stop], labels[start:stop]
+        index = torch.randint(len(labels), (batch_size,), generator=generator).to(device)
+        images, labels = images[index], labels[index]
+        if split == "train" and self.dataset.augment:
+            images = crop_and_flip(images, generator)
+        return self._normalized(images, device), labels
+
+    def eval_batch_at(self, index: int, batches: int, batch_size: int, device: str):
+        """Batch ``index`` of a validation point's ``batches``: the test split's chunk ``index``."""
+        splits, _, _ = self._on(device)
+        images, labels = splits["val"]
+        start, stop = split_chunk(index, self.test_items, batches)
+        return self._normalized(images[start:stop], device), labels[start:stop]
+
+    def _normalized(self, images: torch.Tensor, device: str) -> torch.Tensor:
+        _, scale, shift = self._on(device)
         images = images.float() * scale + shift
-        return (images.contiguous(memory_format=torch.channels_last) if self.channels_last else images), labels
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         images, labels = batch
@@ -207,9 +188,9 @@ class ClassifierAdapter:
 
     def summarize(self, totals: dict[str, float]) -> dict[str, float]:
         count = totals["count"]
-        if count != self.test_items:  # the loop's eval draw is not what FullPass reads it as
+        if count != self.test_items:  # check() makes the chunks hold the split: a guard, not a case
             raise RuntimeError(f"a validation point evaluated {count:.0f} test images, not the split's "
-                               f"{self.test_items}: FullPass no longer matches the loop's eval batches")
+                               f"{self.test_items}")
         metrics = {"val_loss": totals["loss_sum"] / count, "val_accuracy": 100 * totals["correct"] / count}
         if self.top5:
             metrics["val_top5_accuracy"] = 100 * totals["correct_top5"] / count

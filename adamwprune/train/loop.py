@@ -63,6 +63,9 @@ class ModelAdapter(Protocol):
         """``batch_size`` items drawn with ``generator``: a tensor, or a tuple/list/dict of tensors with the
         items along the first dimension (the loop slices eval batches into micro-batches there; an adapter
         whose batches are something else defines ``slice_batch(batch, start, stop)``)."""
+    # Optional: ``eval_batch_at(index, batches, batch_size, device)`` gives batch ``index`` of a
+    # validation point's ``batches`` itself (a fixed split evaluated whole, in order), instead of
+    # a random draw with get_batch("val", ...).
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
     def eval_batch(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         """Summable statistics of one held-out batch (loss sum, token count, correct count ...)."""
@@ -388,6 +391,7 @@ class Trainer:
         plan = list(eval_plan(s.eval_samples, s.eval_batch_size, min(s.batch_size, s.eval_batch_size),
                               ctx.rank, ctx.world_size))
         slicer = getattr(adapter, "slice_batch", slice_batch)
+        fixed = getattr(adapter, "eval_batch_at", None)
         model, names, rows = self.eval_model, None, []
         started = warm = time.perf_counter()
         model.eval()
@@ -396,8 +400,10 @@ class Trainer:
                 batch, drawn = None, -1
                 for done, (index, start, stop) in enumerate(plan, start=1):
                     if index != drawn:
-                        generator = torch.Generator().manual_seed(base + index)
-                        batch, drawn = adapter.get_batch("val", s.eval_batch_size, generator, ctx.device), index
+                        batch = (fixed(index, s.eval_samples, s.eval_batch_size, ctx.device) if fixed else
+                                 adapter.get_batch("val", s.eval_batch_size,
+                                                   torch.Generator().manual_seed(base + index), ctx.device))
+                        drawn = index
                     part = batch if stop - start == s.eval_batch_size else slicer(batch, start, stop)
                     with self.autocast():
                         stats = adapter.eval_batch(model, part)
