@@ -216,6 +216,17 @@ def test_the_warning_names_values_that_fit_when_max_iters_binds():
     assert eval_budget_warning(s, start=0, time_left=None, sec_per_iter=0.1, eval_seconds=2.0) is None
 
 
+def test_a_whole_split_evaluation_is_advised_only_a_longer_interval():
+    """An adapter with eval_batch_at (the classifiers) evaluates its whole test split whatever
+    --eval-samples: fewer batches would not make it cheaper."""
+    s = TrainSettings(max_iters=1000, eval_interval=100, eval_samples=200)
+    warning = eval_budget_warning(s, start=0, time_left=None, sec_per_iter=0.1, eval_seconds=10.0, whole_split=True)
+    assert warning.endswith("; --eval-interval 500 keeps it under 25%") and "--eval-samples" not in warning
+    hopeless = eval_budget_warning(s, start=0, time_left=None, sec_per_iter=0.1, eval_seconds=500.0,
+                                   whole_split=True)
+    assert hopeless.endswith("even one evaluation takes more than 25%: raise the budget")
+
+
 def test_the_warning_counts_the_time_limit_when_it_binds():
     s = TrainSettings(max_iters=1500, max_time=120, eval_interval=50, eval_samples=20, eval_batch_size=16)
     plan = plan_session(0, 1500, 120.0, sec_per_iter=0.05, eval_seconds=3.0, eval_interval=50)

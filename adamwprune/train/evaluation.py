@@ -101,9 +101,10 @@ def _round_up(value: int) -> int:
 
 
 def eval_budget_warning(settings: TrainSettings, start: int, time_left: float | None, sec_per_iter: float,
-                        eval_seconds: float) -> str | None:
+                        eval_seconds: float, whole_split: bool = False) -> str | None:
     """A ``warning:`` line when evaluation is planned to take more than a quarter of the session, naming
-    an --eval-samples and an --eval-interval that fit; None when it fits."""
+    an --eval-samples and an --eval-interval that fit; None when it fits. ``whole_split``: the adapter
+    evaluates a fixed split whole (``eval_batch_at``), whatever --eval-samples: only the interval helps."""
     s, limit = settings, BUDGET_EVAL_SHARE
 
     def session(samples: int = settings.eval_samples, interval: int = settings.eval_interval) -> SessionPlan:
@@ -114,7 +115,7 @@ def eval_budget_warning(settings: TrainSettings, start: int, time_left: float | 
     if now.eval_share <= limit:
         return None
     fits = []
-    if s.eval_samples > 1 and session(samples=1).eval_share <= limit:
+    if not whole_split and s.eval_samples > 1 and session(samples=1).eval_share <= limit:
         low, high = 1, s.eval_samples - 1  # the most batches that fit (the share grows with them)
         while low < high:
             middle = (low + high + 1) // 2
@@ -128,6 +129,7 @@ def eval_budget_warning(settings: TrainSettings, start: int, time_left: float | 
             low, high = (low, middle) if session(interval=middle).eval_share <= limit else (middle + 1, high)
         fits.append(f"--eval-interval {min(_round_up(low), longest)}")
     advice = (" or ".join(fits) + f" keeps it under {limit:.0%}" if fits else
+              f"even one evaluation takes more than {limit:.0%}: raise the budget" if whole_split else
               f"even --eval-samples 1 takes more than {limit:.0%}: lower --eval-batch-size or raise the budget")
     each = f"{eval_seconds:.1f}s" if eval_seconds < 60 else clock(eval_seconds)
     budget = (f"of the {clock(time_left)} that --max-time {s.max_time} allows" if now.time_binds

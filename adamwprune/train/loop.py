@@ -470,7 +470,7 @@ class Trainer:
             return
         self.budget_checked = True
         warning = eval_budget_warning(self.s, self.start_iteration, self._time_left(), self.sec_per_iter,
-                                      self.eval_seconds)
+                                      self.eval_seconds, whole_split=hasattr(self.adapter, "eval_batch_at"))
         if warning:
             print(warning, file=sys.stderr, flush=True)
 
