@@ -122,6 +122,7 @@ def test_a_simulated_run_has_one_gpu_row_per_log_step_in_trackio_and_wandb_and_i
         assert (config["gpu_monitor"], config["simulate_gpus"]) == (True, 4), where
     described = torch.load(run_dir / "ckpt_last.pt", weights_only=False)["run"]["gpu_monitor"]
     assert (described["source"], described["simulated"], len(described["devices"])) == ("simulated", True, 4)
+    assert run_json["gpus"] == described  # the device mapping, recorded once in run.json
 
     # every sample in the run directory's gpu.jsonl, the evaluations marked; the graphs drawn from it
     log = read_gpu_log(run_dir / GPU_LOG_NAME)

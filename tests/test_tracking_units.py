@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adamwprune.errors import UserError
+from adamwprune.tracking import ExperimentTracker
 from adamwprune.tracking.journal import JournalReader, JournalWriter, last_step, read_journal
 from adamwprune.tracking.naming import default_run_name, project_checksum, project_name
 from adamwprune.tracking.selection import format_trackers, parse_trackers
@@ -130,3 +131,22 @@ def test_last_step_reads_only_the_tail(tmp_path):
     with open(path, "ab") as raw:
         raw.write(b'{"step": 5000, "ti')  # an unfinished write does not count
     assert last_step(path) == 2999
+
+
+def test_record_gpus_keeps_the_mapping_in_run_json_and_a_refusing_disk_is_one_warning(tmp_path, monkeypatch, caplog):
+    from adamwprune.tracking import tracker as tracker_module
+    from adamwprune.tracking.runinfo import read_run_info
+
+    mapping = {"source": "nvml", "devices": [{"index": 0, "nvml_index": 3, "uuid": "GPU-abc", "name": "A10G"}]}
+    with ExperimentTracker("none", project="p", run_name="r", run_dir=tmp_path / "r") as tracker:
+        tracker.record_gpus(mapping)
+        assert read_run_info(tmp_path / "r").gpus == mapping
+
+        def refuse(info):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tracker_module, "write_run_info", refuse)
+        tracker.record_gpus({"source": "simulated"})
+    warnings = [r.getMessage() for r in caplog.records if "cannot record the GPUs" in r.getMessage()]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0]
+    assert read_run_info(tmp_path / "r").gpus == mapping

@@ -27,6 +27,8 @@ class Tracker(Protocol):
 
     def log_images(self, images: Mapping, captions: Mapping | None = None) -> None: ...
 
+    def record_gpus(self, description: Mapping) -> None: ...
+
     def finish(self, status: str = "finished") -> None: ...
 
 
@@ -42,6 +44,9 @@ class NullTracker:
         return None
 
     def log_images(self, images: Mapping, captions: Mapping | None = None) -> None:
+        return None
+
+    def record_gpus(self, description: Mapping) -> None:
         return None
 
     def finish(self, status: str = "finished") -> None:

@@ -28,6 +28,9 @@ class RunInfo:
     resume: bool = False
     group: str | None = None     # runs compared together (a test matrix): W&B's group, Trackio's group
     tags: list[str] = field(default_factory=list)  # W&B tags; in Trackio's run config
+    # the GPU monitor's source and devices (index as the process sees it, physical NVML index, UUID,
+    # name, MiB) of the latest session that sampled GPUs (adamwprune.gpu.GpuMonitor.describe)
+    gpus: dict | None = None
 
 
 def new_wandb_id() -> str:

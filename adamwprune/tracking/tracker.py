@@ -95,6 +95,7 @@ class ExperimentTracker:
         self._lock = threading.Lock()
         self._finished = False
         self._journal: JournalWriter | None = None
+        self._info: RunInfo | None = None
         self._delivery: DeliveryProcess | None = None
         self._run_lock: RunLock | None = None
         self._next_check = 0.0
@@ -115,6 +116,7 @@ class ExperimentTracker:
             self._run_lock.release()
             raise
         write_run_info(info)
+        self._info = info
         if offset:
             self._last_step = last_step(journal_path)  # log_system / auto steps continue, not restart
         self._journal = JournalWriter(journal_path)
@@ -189,6 +191,18 @@ class ExperimentTracker:
             return
         with self._lock:
             self._append(self._journal.write_images, max(self._last_step, 0), entries)
+
+    def record_gpus(self, description: Mapping) -> None:
+        """Keep the GPU monitor's device mapping in run.json (once per session, when it starts);
+        a disk that refuses it costs one warning, never the run."""
+        if self._info is None:
+            return
+        self._info.gpus = dict(description)
+        try:
+            write_run_info(self._info)
+        except OSError as err:
+            log.warning("adamwprune tracking: cannot record the GPUs in %s (%s); gpu.jsonl's header "
+                        "holds them too", self.run_dir / RUN_INFO_NAME, err)
 
     def _write(self, step: int, finite: dict, nonfinite: dict | None) -> None:
         if step > self._last_step:

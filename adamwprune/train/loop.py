@@ -536,6 +536,7 @@ class Trainer:
         if monitor is not None:
             self.gpu_monitor = monitor.start()
             self.run_info["gpu_monitor"] = monitor.describe()  # in the checkpoints' run info
+            self.tracker.record_gpus(self.run_info["gpu_monitor"])  # and in run.json
 
     def close(self) -> None:
         """Stop the GPU monitor and draw its graphs into the run directory, however the run ended,
