@@ -135,15 +135,16 @@ def test_two_matrices_into_one_project_each_with_its_results_and_tracked_runs(tm
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_a_consistent_summary_and_continue_resumes_without_duplicates(tmp_path, tracking_env):
-    configure(tmp_path, *TWO, "CONFIG_MAX_ITERS=400", "CONFIG_EVAL_INTERVAL=20", "CONFIG_LOG_INTERVAL=10")
+    # batches of 2 x 16 tokens run hundreds of steps a second: Ctrl-C as soon as the first run has saved
+    # its first checkpoint (at step 0), with most of its 1000 steps still ahead
+    configure(tmp_path, *TWO, "CONFIG_MAX_ITERS=1000", "CONFIG_EVAL_INTERVAL=20", "CONFIG_LOG_INTERVAL=10")
     matrix_run = subprocess.Popen([sys.executable, "-m", "adamwprune.kconfig", "run", "--matrix"], cwd=tmp_path,
                                   env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob("test_matrix_results_*/*/*_sgd_*/ckpt_last.pt")):
         assert matrix_run.poll() is None and time.monotonic() < deadline, matrix_run.communicate()
-        time.sleep(0.5)
-    time.sleep(2)
+        time.sleep(0.05)
     os.killpg(matrix_run.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
     out, err = matrix_run.communicate(timeout=300)
     assert matrix_run.returncode == 130, out + err
@@ -157,4 +158,4 @@ def test_ctrl_c_leaves_a_consistent_summary_and_continue_resumes_without_duplica
     project = load_config(tmp_path).TRACKER_PROJECT
     assert sorted(trackio_run_names(project)) == sorted(r["name"] for r in summary["runs"])  # one run each
     steps = [r["step"] for r in trackio_rows(project, summary["runs"][0]["name"]) if "train_loss" in r]
-    assert steps == sorted(set(steps)) and set(range(10, 401, 10)) <= set(steps)  # resumed: each step once
+    assert steps == sorted(set(steps)) and set(range(10, 1001, 10)) <= set(steps)  # resumed: each step once
