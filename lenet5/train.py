@@ -13,10 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adamwprune.deps import TRAINER, require  # noqa: E402  (standard library only)
-from adamwprune.train.cli import run_family  # noqa: E402  (no torch until a run starts: --help works without)
+from adamwprune.train.cli import run_family  # noqa: E402  (no torch at import: --help works without it)
 from adamwprune.train.vision import LENET5  # noqa: E402
 
 if __name__ == "__main__":
-    require(LENET5.prog, TRAINER, sys.argv[1:])  # without torch: one line that says how to set up
     sys.exit(run_family(LENET5, sys.argv[1:]))

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import typing
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+from adamwprune.deps import TRAINER, require
 from adamwprune.errors import UserError, run_main
 from adamwprune.pruning.schedule import short_ramp_warning
 from adamwprune.train import settings as S
+from adamwprune.train.distributed import launched_world_size
 from adamwprune.train.family import ModelFamily
 
 RUN_CONTROL = ("resume", "restart", "check_only")  # flags that steer this invocation, not settings of the run
 
 
 def run_family(family: ModelFamily, argv: Sequence[str] | None) -> int:
-    """What ``<model>/train.py`` does: :func:`main`, with a one-line message for a user error."""
+    """What ``<model>/train.py`` does: :func:`main`, with a one-line message for a user error, and
+    for a Python without torch (or the trainer's other modules): that one says how to set up."""
+    require(family.prog, TRAINER, sys.argv[1:] if argv is None else argv)
     return run_main(partial(main, family), argv, prog=family.prog)
 
 
@@ -124,17 +127,12 @@ def settings_from_args(args: argparse.Namespace) -> S.TrainSettings:
     return S.TrainSettings(**values)
 
 
-def world_size() -> int:
-    """The processes of this run: torchrun's WORLD_SIZE (read before the process group exists)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def main(family: ModelFamily, argv: Sequence[str] | None = None) -> int:
     args = parse_args(family, argv)
     settings = settings_from_args(args)
     adapter = family.make_adapter(settings)  # opens and checks the data: before anything is created
     if settings.epochs:  # before the learning-rate and pruning schedules read --max-iters
-        settings = S.steps_for_epochs(settings, adapter.train_items(), world_size())
+        settings = S.steps_for_epochs(settings, adapter.train_items(), launched_world_size())
     warning = short_ramp_warning(settings)
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -50,10 +50,16 @@ def resolve_device(preference: str) -> str:
     raise UserError(f"unknown device {preference!r}; choose auto, cpu or cuda")
 
 
+def launched_world_size() -> int:
+    """The processes of this run: torchrun's WORLD_SIZE (1 without torchrun), readable before the
+    process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device_preference: str) -> DistContext:
     """Join the process group torchrun set up (if any) and pick this process's device."""
     device = resolve_device(device_preference)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size <= 1:
         return DistContext(device=device)
 
