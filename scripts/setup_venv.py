@@ -42,10 +42,10 @@ RECORD_NAME = ".installed"  # the Makefile's install stamp; holds this script's 
 
 # pyproject.toml's extras (tests/test_setup.py checks that these agree with it)
 EXTRAS = {"trackio": ("trackio",), "wandb": ("wandb",), "all": ("trackio", "wandb"),
-          "dev": ("dev",), "data": ("data",), "digits": ("digits",)}
+          "dev": ("dev",), "data": ("data",), "digits": ("digits",), "slurm": ("slurm",)}
 LABELS = {"trackio": "trackio", "wandb": "wandb", "dev": "dev tools", "data": "datasets (FineWeb-Edu)",
-          "digits": "scikit-learn (the offline digits)"}
-ORDER = ("trackio", "wandb", "data", "digits", "dev")
+          "digits": "scikit-learn (the offline digits)", "slurm": "submitit (SLURM)"}
+ORDER = ("trackio", "wandb", "data", "digits", "slurm", "dev")
 
 # Run by the venv's python: does it import a torch that satisfies the requirement (argv[1])?
 TORCH_PROBE = r"""
@@ -128,13 +128,19 @@ def configured_trackers(dotconfig: Path, settings: Sequence[str] = ()) -> frozen
                      if re.search(rf"^CONFIG_ENABLE_{name.upper()}=y$", text, re.MULTILINE))
 
 
-def configured_extras(dotconfig: Path) -> frozenset[str]:
-    """What a run of this configuration needs besides its trackers: the offline digits, scikit-learn's."""
+def configured_extras(dotconfig: Path, settings: Sequence[str] = ()) -> frozenset[str]:
+    """What a run of this configuration needs besides its trackers: the offline digits (scikit-learn's),
+    submitit for a matrix on SLURM (EXECUTOR=slurm given to make wins over .config)."""
     try:
         text = dotconfig.read_text()
     except OSError:
-        return frozenset()
-    return frozenset({"digits"} if re.search(r'^CONFIG_DATASET="digits"$', text, re.MULTILINE) else ())
+        text = ""
+    extras = {"digits"} if re.search(r'^CONFIG_DATASET="digits"$', text, re.MULTILINE) else set()
+    executor = [value.strip().lower() for name, _, value in (s.partition("=") for s in settings)
+                if name.strip() == "EXECUTOR"]
+    if (executor[-1] == "slurm") if executor else re.search(r"^CONFIG_MATRIX_EXECUTOR_SLURM=y$", text, re.MULTILINE):
+        extras.add("slurm")
+    return frozenset(extras)
 
 
 def nvidia_driver_present(which: Callable[[str], str | None] = shutil.which,
@@ -282,7 +288,7 @@ def request_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) 
     extras = parse_extras([*args.extra, *args.extras])
     if args.configured_trackers:
         extras |= configured_trackers(Path(args.configured_trackers), args.set)
-        extras |= configured_extras(Path(args.configured_trackers))
+        extras |= configured_extras(Path(args.configured_trackers), args.set)
     index = args.torch_index_url if args.torch_index_url is not None else env.get("TORCH_INDEX_URL")
     requirement = args.torch or env.get("TORCH_REQUIREMENT") or "torch"
     return Request(venv=Path(args.venv), extras=extras, torch_requirement=requirement,

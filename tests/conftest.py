@@ -18,3 +18,40 @@ def tracking_env(tmp_path, monkeypatch):
     (tmp_path / "wandb-root").mkdir()
     return tmp_path
 
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real SLURM on this machine (scripts/local_slurm.py: slurmdbd, slurmctld, nodes n1 and n2),
+    up for the whole session and stopped by PID at its end; SLURM_CONF is set for the tests.
+    Skipped, with the reason, where the packages are missing or the tests do not run as root."""
+    import os
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        import local_slurm
+    finally:
+        sys.path.remove(str(scripts))
+    if os.geteuid() != 0:
+        pytest.skip("a local SLURM needs root")
+    missing = local_slurm.missing_programs()
+    if missing:
+        pytest.skip(f"no local SLURM: {', '.join(missing)} missing (.ci/run installs them)")
+    base = tmp_path_factory.mktemp("slurm")
+    try:
+        env = local_slurm.start(base)
+    except local_slurm.SetupError as err:
+        local_slurm.stop(base)
+        pytest.fail(f"the local SLURM did not start: {err}")
+    previous = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    yield base
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    local_slurm.stop(base)

@@ -85,7 +85,9 @@ def test_areas_have_their_symbols(kconf):
     assert sorted(matrix.TEST_PRUNING_METHODS.values()) == sorted(CHOICES["PRUNING_METHOD"].values())
     assert menu_symbols(kconf, "Test matrix") == [
         *matrix.TEST_OPTIMIZERS, *matrix.TEST_PRUNING_METHODS, *matrix.TEST_SPARSITIES,
-        "TEST_MATRIX_SEEDS", "TEST_MATRIX_PARALLEL_JOBS"]
+        "TEST_MATRIX_SEEDS", "TEST_MATRIX_PARALLEL_JOBS", *CHOICES["MATRIX_EXECUTOR"],
+        "MATRIX_SLURM_PARTITION", "MATRIX_SLURM_TIME_MINUTES", "MATRIX_SLURM_CPUS_PER_RUN", "MATRIX_SLURM_MEM_GB",
+        "MATRIX_SLURM_PENDING_LIMIT_MINUTES"]
 
 
 def test_python_tables_name_real_symbols_of_the_right_type(kconf):

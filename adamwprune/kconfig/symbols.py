@@ -25,6 +25,7 @@ CHOICES: dict[str, dict[str, str]] = {
                   "OPTIMIZER_ADAMWPRUNE": "adamwprune"},
     "PRUNING_METHOD": {"PRUNING_NONE": "none", "PRUNING_MAGNITUDE": "magnitude",
                        "PRUNING_MOVEMENT": "movement", "PRUNING_STATE": "state"},
+    "MATRIX_EXECUTOR": {"MATRIX_EXECUTOR_LOCAL": "local", "MATRIX_EXECUTOR_SLURM": "slurm"},
     "ADAMWPRUNE_BASE": {f"ADAMWPRUNE_BASE_{name.upper()}": name for name in settings.optim.ADAMWPRUNE_BASES},
     "ADAMWPRUNE_VARIANT": {f"ADAMWPRUNE_VARIANT_{name.upper()}": name for name in settings.variants.names()},
 }

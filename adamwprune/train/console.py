@@ -28,10 +28,14 @@ class InterruptFlag:
     """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once.
 
     A SIGINT within ``same_press_s`` of the first counts as the same Ctrl-C: under torchrun a
-    worker gets the terminal's SIGINT and then the one torchrun forwards.
+    worker gets the terminal's SIGINT and then the one torchrun forwards. SIGTERM and SIGUSR2
+    count as a Ctrl-C too: it is how SLURM (scancel, preemption, the warning before the time
+    limit) and container runtimes ask a job to stop, so the run saves ckpt_last.pt and can be
+    resumed.
     """
 
     same_press_s = 2.0
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.requested = False
@@ -42,7 +46,7 @@ class InterruptFlag:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in self.signals}
 
         def handler(signum: int, frame: Any) -> None:
             if self.requested:
@@ -51,11 +55,14 @@ class InterruptFlag:
                 raise KeyboardInterrupt
             self.requested = True
             self._first_at = time.monotonic()
-            print("\nstopping after this step (saving ckpt_last.pt); Ctrl-C again to abort",
+            what = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
+            print(f"\n{what}stopping after this step (saving ckpt_last.pt); Ctrl-C again to abort",
                   file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGINT, handler)
+        for signum in self.signals:
+            signal.signal(signum, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, action in previous.items():
+                signal.signal(signum, action)
