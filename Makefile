@@ -4,7 +4,7 @@
 #   make test                      the whole test suite (sets everything up)
 #   make venv [EXTRAS=wandb]       only set up .venv (with trackio, and EXTRAS)
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
-#   make menuconfig | make | make show | make test_matrix [SEEDS=N PARALLEL_JOBS=N CONTINUE=dir]
+#   make menuconfig | make | make show | make test_matrix [SEEDS=N PARALLEL_JOBS=N CONTINUE=dir EXECUTOR=local|slurm]
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
 #   make chaos [N=50]              kill -9 trials, lost/duplicated records counted (docs/chaos.md)
 #   make prepare-data DATASET=finewebedu|shakespeare|mnist|cifar10|cifar100 [PREPARE_ARGS="--max-tokens 100000000"]
@@ -35,7 +35,7 @@ STAMP := $(VENV)/.installed
 
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
-CLI_VARS := $(foreach v,TRACKER GPU_MONITOR SEEDS PARALLEL_JOBS CONTINUE,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
+CLI_VARS := $(foreach v,TRACKER GPU_MONITOR SEEDS PARALLEL_JOBS CONTINUE EXECUTOR,$(if $(filter command line,$(origin $(v))),--set "$(v)=$($(v))"))
 
 # What each target needs besides the core (set for the target and its prerequisite $(STAMP)).
 venv: NEEDS := trackio
@@ -81,7 +81,8 @@ all: $(STAMP)
 show: $(STAMP)
 	$(PY) -m adamwprune.kconfig show
 
-# SEEDS=N (seed axis), PARALLEL_JOBS=N, CONTINUE=test_matrix_results_<id> (docs/test-matrix.md)
+# SEEDS=N (seed axis), PARALLEL_JOBS=N, CONTINUE=test_matrix_results_<id> (docs/test-matrix.md),
+# EXECUTOR=slurm: every run one SLURM job, submitted with submitit (docs/slurm.md)
 test_matrix test-matrix: $(STAMP)
 	$(PY) -m adamwprune.kconfig run --matrix $(CLI_VARS)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 NODES = ("n1", "n2")
 PARTITION = "debug"
+HELD = "hold"  # a partition that is down: its jobs stay pending (for trying a pending limit)
 CLUSTER = "local"
 DAEMONS = ("slurmd-n2", "slurmd-n1", "slurmctld", "slurmdbd", "mariadbd", "munged")  # stop order
 REQUIRED = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
@@ -118,6 +119,7 @@ AccountingStoragePass={base}/munge/munge.socket
 JobAcctGatherType=jobacct_gather/none
 {nodes}
 PartitionName={PARTITION} Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+PartitionName={HELD} Nodes={','.join(NODES)} MaxTime=INFINITE State=DOWN
 """
 
 

@@ -21,7 +21,7 @@ def tracking_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster():
     """A real SLURM on this machine (scripts/local_slurm.py: slurmdbd, slurmctld, nodes n1 and n2),
     up for the whole session and stopped by PID at its end; SLURM_CONF is set for the tests.
     Skipped, with the reason, where the packages are missing or the tests do not run as root."""
@@ -40,11 +40,15 @@ def slurm_cluster(tmp_path_factory):
     missing = local_slurm.missing_programs()
     if missing:
         pytest.skip(f"no local SLURM: {', '.join(missing)} missing (.ci/run installs them)")
-    base = tmp_path_factory.mktemp("slurm")
+    import shutil
+    import tempfile
+
+    # not under pytest's tmp folders: those are private to root, and munged runs as munge
+    base = Path(tempfile.mkdtemp(prefix="adamwprune-slurm-"))
+    base.chmod(0o755)
     try:
         env = local_slurm.start(base)
     except local_slurm.SetupError as err:
-        local_slurm.stop(base)
         pytest.fail(f"the local SLURM did not start: {err}")
     previous = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
@@ -55,3 +59,4 @@ def slurm_cluster(tmp_path_factory):
         else:
             os.environ[name] = value
     local_slurm.stop(base)
+    shutil.rmtree(base, ignore_errors=True)

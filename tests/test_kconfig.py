@@ -280,11 +280,13 @@ def test_unknown_command_line_variable_and_bad_usage_are_one_line(tmp_path):
 def test_make_and_make_defconfig_check_command_line_variables_alike(tmp_path):
     """``make`` (run) and ``make defconfig`` reject the same variables with the same words."""
     defconfig(tmp_path, "gpt2-pydocs-cpu")
-    for bad in ("FOO=1", "GPU_MONITOR=maybe", "TRACKER=mlflow"):
+    for bad in ("FOO=1", "GPU_MONITOR=maybe", "TRACKER=mlflow", "EXECUTOR=slrum"):
         at_defconfig = one_line_error(kconfig(tmp_path, "defconfig", "gpt2-pydocs-cpu", "--set", bad))
         assert one_line_error(kconfig(tmp_path, "run", "--set", bad)) == at_defconfig
     assert one_line_error(kconfig(tmp_path, "run", "--set", "FOO=1")) == \
-        "unknown variable FOO; valid: TRACKER, GPU_MONITOR, SEEDS, PARALLEL_JOBS, CONTINUE"
+        "unknown variable FOO; valid: TRACKER, GPU_MONITOR, SEEDS, PARALLEL_JOBS, CONTINUE, EXECUTOR"
+    assert one_line_error(kconfig(tmp_path, "run", "--set", "EXECUTOR=slrum")) == \
+        "EXECUTOR='slrum': valid choices: local, slurm"
     assert variable_flags({"GPU_MONITOR": "off", "TRACKER": "wandb, trackio"}) == [
         "--tracker", "both", "--no-gpu-monitor"]
     assert variable_flags({"GPU_MONITOR": "Yes"}) == ["--gpu-monitor"] and variable_flags({}) == []

@@ -101,7 +101,10 @@ def cmd_savedefconfig(root: Path, args) -> int:
 def cmd_run(root: Path, args) -> int:
     from adamwprune.kconfig.runner import run
 
-    return run(root, _variables(args.set), force_matrix=args.matrix)
+    variables = _variables(args.set)
+    if args.executor:
+        variables["EXECUTOR"] = args.executor
+    return run(root, variables, force_matrix=args.matrix)
 
 
 def cmd_show(root: Path, args) -> int:
@@ -154,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("output", nargs="?", default="defconfig", help="file to write (default: defconfig)")
     sub = command("run", cmd_run, "run the configured training, or the test matrix")
     sub.add_argument("--matrix", action="store_true", help="run as a test matrix even for one combination")
+    sub.add_argument("--executor", choices=("local", "slurm"),
+                     help="where the matrix's runs go (make's EXECUTOR=): this machine, or SLURM jobs")
     sub.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                      help="make command-line variable for this run: TRACKER=..., GPU_MONITOR=y|n")
     command("show", cmd_show, "serve the Trackio dashboard of the configured project")

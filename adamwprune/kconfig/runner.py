@@ -88,12 +88,13 @@ def launch(command: list[str], cwd: Path, log: Path | None = None, env: dict[str
 
 
 def matrix_options(cfg, command_line) -> matrix.MatrixOptions:
-    """SEEDS=, PARALLEL_JOBS=, CONTINUE= over the configuration's TEST_MATRIX_SEEDS and
-    TEST_MATRIX_PARALLEL_JOBS."""
+    """SEEDS=, PARALLEL_JOBS=, CONTINUE=, EXECUTOR= over the configuration's TEST_MATRIX_SEEDS,
+    TEST_MATRIX_PARALLEL_JOBS and MATRIX_EXECUTOR."""
     return matrix.MatrixOptions(
         seeds=command_line.seeds or getattr(cfg, "TEST_MATRIX_SEEDS", 1),
         parallel_jobs=command_line.parallel_jobs or getattr(cfg, "TEST_MATRIX_PARALLEL_JOBS", 1),
-        continue_dir=Path(command_line.continue_dir) if command_line.continue_dir else None)
+        continue_dir=Path(command_line.continue_dir) if command_line.continue_dir else None,
+        executor=command_line.executor or getattr(cfg, "MATRIX_EXECUTOR", "local"))
 
 
 def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> int:
@@ -104,18 +105,22 @@ def run(root: Path, variables: dict[str, str], force_matrix: bool = False) -> in
     command_line = parse_command_line(variables)
     extra = variable_flags(variables)
 
+    def commands(flags: list[str]) -> list[list[str]]:
+        """One trainer run with ``flags``: under torchrun its checks first, in one process."""
+        return ([check + flags + extra] if check else []) + [base + flags + extra]
+
     def start(flags: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> int:
-        """One trainer run with ``flags``; under torchrun only once its checks have passed."""
-        if check:
-            status = launch(check + flags + extra, root, log, env)
+        for command in commands(flags):
+            status = launch(command, root, log, env)
             if status != 0:
                 return status
-        return launch(base + flags + extra, root, log, env)
+        return 0
 
     options = matrix_options(cfg, command_line)
-    if not force_matrix and options.continue_dir is None and len(matrix.expand(cfg, options.seeds)) == 1:
+    if (not force_matrix and options.continue_dir is None and options.executor == "local"
+            and len(matrix.expand(cfg, options.seeds)) == 1):
         return start([])
-    return matrix.run_matrix(cfg, root, options, start)
+    return matrix.run_matrix(cfg, root, options, start, commands)
 
 
 def show(root: Path) -> int:

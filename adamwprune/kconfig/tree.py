@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "CONFIG_"
 BOOL_WORDS = {"y": "y", "yes": "y", "1": "y", "true": "y", "on": "y",
               "n": "n", "no": "n", "0": "n", "false": "n", "off": "n"}
-COMMAND_LINE_VARIABLES = ("TRACKER", "GPU_MONITOR", "SEEDS", "PARALLEL_JOBS", "CONTINUE")
+COMMAND_LINE_VARIABLES = ("TRACKER", "GPU_MONITOR", "SEEDS", "PARALLEL_JOBS", "CONTINUE", "EXECUTOR")
 # kconfiglib says a bad line is ignored; here it is an error, so drop that wording
 IGNORED_RE = re.compile(r"^ignoring |[.]? *(-- )?[Aa]ssignment ignored[.]?$| \(defined at [^)]*\)")
 
@@ -148,6 +148,7 @@ class CommandLine:
     seeds: int | None = None  # SEEDS=: the test matrix's seed axis
     parallel_jobs: int | None = None  # PARALLEL_JOBS=: test-matrix runs at a time
     continue_dir: str | None = None  # CONTINUE=: the results folder of a matrix to continue
+    executor: str | None = None  # EXECUTOR=: local or slurm
 
 
 def parse_command_line(variables: dict[str, str]) -> CommandLine:
@@ -160,8 +161,12 @@ def parse_command_line(variables: dict[str, str]) -> CommandLine:
     gpu_monitor = (parse_bool("GPU_MONITOR", variables["GPU_MONITOR"]) == "y"
                    if "GPU_MONITOR" in variables else None)
     counts = {name: _count(name, variables[name]) for name in ("SEEDS", "PARALLEL_JOBS") if variables.get(name)}
+    executor = variables.get("EXECUTOR", "").strip().lower() or None
+    executors = tuple(CHOICES["MATRIX_EXECUTOR"].values())
+    if executor is not None and executor not in executors:
+        raise UserError(f"EXECUTOR={variables['EXECUTOR']!r}: valid choices: {', '.join(executors)}")
     return CommandLine(trackers, gpu_monitor, counts.get("SEEDS"), counts.get("PARALLEL_JOBS"),
-                       variables.get("CONTINUE") or None)
+                       variables.get("CONTINUE") or None, executor)
 
 
 def _count(name: str, text: str) -> int:
@@ -179,6 +184,8 @@ def apply_command_line(kconf, variables: dict[str, str]) -> None:
     set_symbol(kconf, "ENABLE_WANDB", "y" if "wandb" in trackers else "n")
     if command_line.gpu_monitor is not None:
         set_symbol(kconf, "GPU_MONITOR", "y" if command_line.gpu_monitor else "n")
+    if command_line.executor is not None:
+        set_symbol(kconf, f"MATRIX_EXECUTOR_{command_line.executor.upper()}", "y")
 
 
 def parse_bool(name: str, text: str) -> str:

@@ -33,6 +33,7 @@ class MatrixOptions:
     seeds: int = 1
     parallel_jobs: int = 1
     continue_dir: Path | None = None
+    executor: str = "local"  # or "slurm": every run one job of a SLURM job array (matrix/slurm.py)
 
 
 # (flags, log file or None, environment additions) -> exit code
@@ -74,9 +75,15 @@ def visible_gpus() -> int:
     return sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0
 
 
-def run_matrix(cfg, root: Path, options: MatrixOptions, launch: Launcher) -> int:
-    """Run (or continue) the configured matrix; 0 when every run ended ok, else 1."""
+def run_matrix(cfg, root: Path, options: MatrixOptions, launch: Launcher,
+               commands: Callable[[list[str]], list[list[str]]] | None = None) -> int:
+    """Run (or continue) the configured matrix; 0 when every run ended ok, else 1. ``launch`` runs a
+    trainer here; ``commands`` gives a run's trainer commands for a SLURM job."""
     selection = plan(cfg, options.seeds)
+    if options.executor == "slurm":
+        from adamwprune.matrix.slurm import check_scheduler
+
+        check_scheduler(cfg.MATRIX_SLURM_PARTITION)  # before anything is written
     if options.continue_dir is not None:
         results = Results.load(root / options.continue_dir, cfg, options.seeds)
         matrix_id = results.data["matrix"]
@@ -89,13 +96,59 @@ def run_matrix(cfg, root: Path, options: MatrixOptions, launch: Launcher) -> int
         runs = [(c, c.run_name(cfg.MODEL, matrix_id), c.flags(cfg.MODEL, matrix_id)) for c in selection.combinations]
         results = Results.create(directory, matrix_id, cfg, options.seeds, runs, selection.skipped,
                                  cfg.TRACKER_PROJECT)
-    print(f"test matrix {matrix_id}: {len(results.data['runs'])} runs, {options.parallel_jobs} at a time; "
+    where = " on SLURM" if options.executor == "slurm" else ""
+    print(f"test matrix {matrix_id}: {len(results.data['runs'])} runs{where}, {options.parallel_jobs} at a time; "
           f"results in {results.directory.relative_to(root) if results.directory.is_relative_to(root) else results.directory}",
           flush=True)
     for line in results.data["skipped"]:
         print(f"  skipped {line}", flush=True)
+    if options.executor == "slurm":
+        from adamwprune.matrix.slurm import SlurmJobs, SlurmMatrix
+
+        return SlurmMatrix(cfg, root, results, SlurmJobs.from_config(cfg, options.parallel_jobs), commands).run()
     slots = device_slots(options.parallel_jobs, getattr(cfg, "NPROC", 1), visible_gpus(), os.cpu_count() or 1)
     return Matrix(cfg, root, results, slots, launch).run()
+
+
+def run_dir_of(cfg, results: Results, name: str) -> Path:
+    """Where a run of the matrix keeps its files: ``<results>/<project>/<run name>``."""
+    return results.directory / run_dir_for(".", cfg.TRACKER_PROJECT, name)
+
+
+def matrix_flags(results: Results, run: dict) -> list[str]:
+    """A run's trainer flags in its matrix: its combination's, the results folder, and the
+    matrix's W&B/Trackio group and tags."""
+    combination = Combination(run["optimizer"], run["pruning_method"], run["target_sparsity"], run["seed"])
+    return [*run["flags"], "--output-dir", str(results.directory), "--tracker-group", results.data["matrix"],
+            "--tracker-tags", ",".join(combination.tags())]
+
+
+def continuation_flags(run_dir: Path) -> list[str]:
+    """--resume for a run that left ckpt_last.pt (it continues its tracked run, no duplicate steps),
+    --restart for one stopped before its first checkpoint, nothing for a new one."""
+    if (run_dir / "ckpt_last.pt").exists():
+        return ["--resume", str(run_dir)]
+    if run_dir.is_dir() and any(p.name != TRAIN_LOG for p in run_dir.iterdir()):
+        return ["--restart"]
+    return []
+
+
+def exit_status(code: int | None) -> str:
+    """ok, interrupted (Ctrl-C, or SLURM's SIGTERM/SIGUSR2: ckpt_last.pt saved) or failed."""
+    return "ok" if code == 0 else "interrupted" if code == INTERRUPTED_EXIT else "failed"
+
+
+def finished_fields(cfg, root: Path, results: Results, run: dict, status: str, code: int | None,
+                    seconds: float) -> dict:
+    """What summary.json records of a run that ended: how, where its files and tracked run are,
+    and what it reached (read from its run directory)."""
+    tracked = cfg.ENABLE_TRACKIO or cfg.ENABLE_WANDB
+    name, run_dir = run["name"], run_dir_of(cfg, results, run["name"])
+    return dict(status=status, exit_code=code, wall_seconds=seconds,
+                run_dir=str(run_dir.relative_to(root) if run_dir.is_relative_to(root) else run_dir),
+                trackio=f"project {cfg.TRACKER_PROJECT}, run {name}" if cfg.ENABLE_TRACKIO else None,
+                wandb_group=results.data["matrix"] if tracked and cfg.ENABLE_WANDB else None,
+                **read_run_outcome(run_dir))
 
 
 class Matrix:
@@ -108,9 +161,6 @@ class Matrix:
         self.started = time.monotonic()
         self.durations: list[float] = []
         self.parallel = len(slots)
-
-    def run_dir(self, name: str) -> Path:
-        return self.results.directory / run_dir_for(".", self.cfg.TRACKER_PROJECT, name)
 
     def todo(self) -> list[dict]:
         return [run for run in self.results.data["runs"] if run["status"] not in DONE]
@@ -159,14 +209,8 @@ class Matrix:
 
     def _one(self, run: dict, slot: dict[str, str]) -> None:
         """Run (or resume) one combination in a slot and record how it ended."""
-        run_dir = self.run_dir(run["name"])
-        flags = [*run["flags"], "--output-dir", str(self.results.directory), "--tracker-group",
-                 self.results.data["matrix"], "--tracker-tags", ",".join(Combination(
-                     run["optimizer"], run["pruning_method"], run["target_sparsity"], run["seed"]).tags())]
-        if (run_dir / "ckpt_last.pt").exists():
-            flags += ["--resume", str(run_dir)]  # an interrupted run continues its tracked run
-        elif run_dir.is_dir() and any(p.name != TRAIN_LOG for p in run_dir.iterdir()):
-            flags.append("--restart")  # stopped before its first checkpoint: start it again
+        run_dir = run_dir_of(self.cfg, self.results, run["name"])
+        flags = matrix_flags(self.results, run) + continuation_flags(run_dir)
         log = None
         if self.parallel > 1:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,17 +225,10 @@ class Matrix:
             with self.lock:
                 self.free_slots.append(slot)
         seconds = round(time.monotonic() - start, 1)
-        status = "ok" if code == 0 else "interrupted" if code == INTERRUPTED_EXIT else "failed"
-        tracked = self.cfg.ENABLE_TRACKIO or self.cfg.ENABLE_WANDB
         with self.lock:
             self.durations.append(seconds)
-            self.results.update(run["name"], status=status, exit_code=code, wall_seconds=seconds,
-                                run_dir=str(run_dir.relative_to(self.root) if run_dir.is_relative_to(self.root)
-                                            else run_dir),
-                                trackio=(f"project {self.cfg.TRACKER_PROJECT}, run {run['name']}"
-                                         if self.cfg.ENABLE_TRACKIO else None),
-                                wandb_group=self.results.data["matrix"] if tracked and self.cfg.ENABLE_WANDB else None,
-                                **read_run_outcome(run_dir))
+            self.results.update(run["name"], **finished_fields(self.cfg, self.root, self.results, run,
+                                                               exit_status(code), code, seconds))
 
     def _progress(self, run: dict, finished: int, total: int) -> None:
         from adamwprune.train.console import clock
