@@ -283,6 +283,16 @@ def _where(summary: dict, run: RunData) -> str:
     return "; ".join(places) or "not tracked"
 
 
+def _executor(summary: dict) -> str:
+    """Where the runs went when not on this machine (SLURM: each run's job in summary.json), and how
+    their W&B runs get synced."""
+    if summary.get("executor") != "slurm":
+        return ""
+    sync = f" W&amp;B: {html.escape(summary['wandb_sync'])}." if summary.get("wandb_sync") else ""
+    return (f"<p>Ran on SLURM as {summary.get('slurm_submissions', 1)} job array submission(s); each run's job id, "
+            f"state and nodes are in summary.json.{sync}</p>\n")
+
+
 def _diff(summary: dict, record: dict) -> str:
     """What the run changes against the matrix's configuration."""
     config = summary.get("config", {})
@@ -341,7 +351,7 @@ figure {{ margin: 1em 0; }}
 <h1>Test matrix {esc(str(summary.get('matrix')))}</h1>
 <p>Model {esc(str(summary.get('model')))}, project {esc(str(summary.get('project')))}, {len(runs)} runs
 ({finished} finished ok), {summary.get('seeds', 1)} seed(s) per configuration, created {esc(str(summary.get('created')))}.</p>
-{note}
+{_executor(summary)}{note}
 <h2>Ranking by best {esc(metric.label)} ({order})</h2>
 <p>Mean over seeds ± standard deviation; a configuration whose difference from the best is within
 the larger of the two spreads is "not distinguishable" from it.</p>

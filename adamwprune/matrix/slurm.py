@@ -220,6 +220,7 @@ class SlurmMatrix(Matrix):
                   f"CONTINUE={self.results.directory.name}", file=sys.stderr, flush=True)
             raise
         self.import_trackio_inbox()
+        self.note_wandb_sync()
         code = self._print_summary()
         self._report()
         return code
@@ -239,7 +240,7 @@ class SlurmMatrix(Matrix):
         import submitit
 
         number = self.results.data.get("slurm_submissions", 0) + 1
-        self.results.data["slurm_submissions"] = number
+        self.results.data.update(executor="slurm", slurm_submissions=number)
         name = f"{self.results.data['matrix']}-{number}"
         for index, run in enumerate(runs):
             self.results.update(run["name"], status="submitting",
@@ -329,6 +330,23 @@ class SlurmMatrix(Matrix):
                         f"(reason: {pending_reason(slurm['job_id'])}); check the partition's free nodes and your "
                         f"limits (sinfo, CONFIG_MATRIX_SLURM_*); the jobs stay queued: collect them with "
                         f"CONTINUE={self.results.directory.name}, or cancel them with scancel {array}")
+
+    def note_wandb_sync(self) -> None:
+        """How this matrix's W&B runs reach the server, for summary.json and the report: online, each
+        job synced its own run; offline (a cluster's nodes often have no internet), one command."""
+        if not self.cfg.ENABLE_WANDB:
+            return
+        offline = self.cfg.WANDB_OFFLINE or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+        if offline:
+            from adamwprune.tracking.commands import wandb_sync_command
+
+            root = Path(os.environ.get("WANDB_DIR") or self.root) / "wandb"
+            note = f"offline: sync every run with one command at the end: {wandb_sync_command(root)}/offline-run-*"
+        else:
+            note = "online: every job synced its own run as it ran"
+        self.results.data["wandb_sync"] = note
+        self.results.write()
+        print(f"test matrix: W&B {note}", flush=True)
 
     def import_trackio_inbox(self) -> None:
         """On a shared filesystem Trackio's writers leave JSONL fragments that its SQLite store only
