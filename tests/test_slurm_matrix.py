@@ -44,7 +44,7 @@ def test_the_matrix_runs_as_slurm_jobs_and_is_read_back_from_trackio_and_sacct(t
     configure(tmp_path, *TWO, *SLURM)
     done = make(tmp_path, "test_matrix", "PARALLEL_JOBS=2", timeout=600, **FAST_POLL)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "on SLURM" in done.stdout and "submitted 2 runs as job array" in done.stdout
+    assert "on SLURM" in done.stdout and "submitted 2 run(s) to the default partition as SLURM job" in done.stdout
     folder, summary = summary_of(tmp_path)
     project = load_config(tmp_path).TRACKER_PROJECT
     jobs = [run["slurm"]["job_id"] for run in summary["runs"]]

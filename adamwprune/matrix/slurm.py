@@ -40,6 +40,7 @@ from adamwprune.matrix.run import Matrix, continuation_flags, exit_status, finis
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", "CONFIGURING", "UNKNOWN")
 JOB_FILE = "slurm_job.json"  # in the run directory: the job that ran it, where, and the trainer's exit code
 SUBMITIT_FOLDER = "slurm"  # in the results folder: submitit's pickles and job logs, one folder per job
+UNKNOWN_AFTER_S = 600  # a job sacct still does not know this long after its sbatch is lost: resubmitted
 POLL_S = float(os.environ.get("ADAMWPRUNE_SLURM_POLL_S", "5"))
 ARRAY_RE = re.compile(r"^(\d+)_\[([^\]%]+)(?:%\d+)?\]$")
 
@@ -176,7 +177,10 @@ def run_in_job(commands: list[list[str]], run_dir: str, cwd: str) -> int:
     directory = Path(run_dir)
     extra = continuation_flags(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    job = {"job_id": os.environ.get("SLURM_ARRAY_JOB_ID", "") + "_" + os.environ.get("SLURM_ARRAY_TASK_ID", ""),
+    import submitit
+
+    # submitit's job id, as summary.json has it: 12_3 in an array, 12 for a matrix of one run
+    job = {"job_id": submitit.JobEnvironment().job_id,
            "node": os.environ.get("SLURMD_NODENAME", socket.gethostname()), "exit_code": None}
     code = 0
     with open(directory / TRAIN_LOG, "ab") as log:
@@ -267,7 +271,7 @@ class SlurmMatrix(Matrix):
             self.results.update(run["name"], status="queued",
                                 slurm={**run["slurm"], "job_id": job.job_id, "state": "PENDING", "submitted": now})
         where = f"partition {self.jobs.partition}" if self.jobs.partition else "the default partition"
-        print(f"test matrix: submitted {len(runs)} runs as job array {submitted[0].job_id.split('_')[0]} to {where} "
+        print(f"test matrix: submitted {len(runs)} run(s) to {where} as SLURM job {submitted[0].job_id.split('_')[0]} "
               f"(at most {self.jobs.parallel} at once; submitit's logs in {self.folder})", flush=True)
 
     def recover_submissions(self) -> None:
@@ -286,16 +290,16 @@ class SlurmMatrix(Matrix):
                 else:
                     self.results.update(run["name"], status="pending")
 
-    def collect(self) -> int:
-        """Read the jobs' states back; record every run whose job is over. Returns how many ended."""
+    def collect(self) -> None:
+        """Read the jobs' states back; record every run whose job is over."""
         waiting = self._waiting()
         states = job_states([run["slurm"]["job_id"] for run in waiting])
-        ended = 0
         for run in waiting:
             job_id = run["slurm"]["job_id"]
             info = states.get(job_id, {"state": "UNKNOWN", "elapsed_s": None, "nodes": None})
             slurm = {**run["slurm"], **info}
-            if info["state"] in ACTIVE:
+            lost = info["state"] == "UNKNOWN" and time.time() - run["slurm"].get("submitted", 0) > UNKNOWN_AFTER_S
+            if info["state"] in ACTIVE and not lost:
                 status = "running" if info["state"] == "RUNNING" else "queued"
                 if (status, info["state"]) != (run["status"], run["slurm"].get("state")):
                     self.results.update(run["name"], status=status, slurm=slurm)
@@ -304,15 +308,13 @@ class SlurmMatrix(Matrix):
             code = trainer_exit_code(run_dir, job_id) if info["state"] == "COMPLETED" else None
             # a job the scheduler stopped (scancel, time limit, preemption) saved ckpt_last.pt: interrupted
             status = exit_status(code) if info["state"] == "COMPLETED" else (
-                "failed" if info["state"] in ("FAILED", "OUT_OF_MEMORY", "BOOT_FAIL") else "interrupted")
+                "failed" if info["state"] in ("FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "UNKNOWN") else "interrupted")
             self.results.update(run["name"], slurm=slurm,
                                 **finished_fields(self.cfg, self.root, self.results, run, status, code,
                                                   float(info["elapsed_s"] or 0)))
             self.durations.append(float(info["elapsed_s"] or 0))
-            ended += 1
             self._progress(run, sum(r["status"] not in ("queued", "running", "submitting", "pending")
                                     for r in self.results.data["runs"]), len(self.results.data["runs"]))
-        return ended
 
     def watch(self) -> None:
         """Until every job is over; a job pending past the limit stops the watching (it stays queued)."""
