@@ -90,22 +90,40 @@ def load_backend(import_path: str, info: RunInfo) -> Backend:
 
 
 class TrackioBackend(Backend):
-    storage = "its SQLite store"
+    """Trackio, local. Its storage is the project's SQLite store plus, in jsonl storage mode (a
+    network filesystem), the inbox of JSONL fragments not yet imported into it: both are read,
+    neither is imported here (see readback.trackio_points)."""
+
     takes_images = True
+
+    @property
+    def storage(self) -> str:
+        from trackio import utils
+
+        return "its SQLite store and inbox" if utils.get_storage_mode() == "jsonl" else "its SQLite store"
 
     def start(self) -> None:
         import trackio
         from trackio.sqlite_storage import SQLiteStorage
 
-        if not self.info.resume and self.info.run_name in SQLiteStorage.get_runs(self.info.project):
+        from adamwprune.tracking.readback import trackio_inbox_runs
+
+        name = self.info.run_name
+        in_sqlite = name in (SQLiteStorage.get_runs(self.info.project) or [])
+        inbox = trackio_inbox_runs(self.info.project)  # runs SQLite does not know yet
+        if not self.info.resume and (in_sqlite or name in inbox):
             raise RuntimeError(f"Trackio project {self.info.project} already has a run named "
-                               f"{self.info.run_name} (from another run directory); a new run does not "
+                               f"{name} (from another run directory); a new run does not "
                                "append to it: pick another run name (this run's records stay in its journal)")
         config = {**self.info.config, **({"tags": self.info.tags} if self.info.tags else {})}
-        self._run = trackio.init(project=self.info.project, name=self.info.run_name,
+        self._run = trackio.init(project=self.info.project, name=name,
                                  config=config, group=self.info.group,
                                  resume="allow" if self.info.resume else "never",
                                  auto_log_gpu=False, auto_log_cpu=False)
+        if self.info.resume and not in_sqlite and inbox.get(name):
+            # trackio.init looked in SQLite only and made a new run id: keep the run's own id, so
+            # once imported it is one run (get_logs by name shows only the newest id's rows)
+            self._run.id = inbox[name]
 
     def log(self, metrics: dict, step: int) -> None:
         self._run.log(metrics, step=step)
@@ -132,10 +150,10 @@ class TrackioBackend(Backend):
         return trackio_show_command(self.info.project)
 
     def stored(self) -> Stored:
-        from trackio.sqlite_storage import SQLiteStorage
+        """SQLite's rows and the inbox's (a step may come twice: Stored merges by step)."""
+        from adamwprune.tracking.readback import trackio_points
 
-        rows = SQLiteStorage.get_logs(self.info.project, self.info.run_name) or []
-        return Stored((row.get("step"), row) for row in rows)
+        return Stored((row.get("step"), row) for row in trackio_points(self.info.project, self.info.run_name))
 
 
 class WandbBackend(Backend):
