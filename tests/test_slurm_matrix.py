@@ -80,6 +80,11 @@ def test_a_submitter_may_exit_and_continue_resumes_a_cancelled_job_without_dupli
     wait_for(lambda: sum(1 for _ in open(run_dir / "metrics.jsonl")) > 20, 120)
     subprocess.run(["scancel", job], check=True)  # the trainer takes SLURM's SIGTERM as a Ctrl-C
     wait_for(lambda: sacct([job]).get(job) == "CANCELLED", 120)
+    status = make(tmp_path, "matrix-status", f"RESULTS={folder.name}")  # reads sacct, submits nothing
+    assert status.returncode == 0, status.stderr
+    assert f"interrupted  job {job} CANCELLED n" in status.stdout
+    assert f"1 interrupted; CONTINUE={folder.name} reruns the 1 failed, interrupted or pending" in status.stdout
+    assert summary_of(tmp_path)[1]["runs"][0]["slurm"]["state"] == "CANCELLED" and sacct([job]) == {job: "CANCELLED"}
 
     resumed = make(tmp_path, "test_matrix", f"CONTINUE={folder.name}", timeout=600, **FAST_POLL)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -133,11 +138,12 @@ def test_unknown_partition_refused_request_and_pending_too_long_are_one_line_eac
     os.killpg(submitter.pid, signal.SIGKILL)
     submitter.communicate()
     folder, summary = summary_of(tmp_path)
+    job = summary["runs"][0]["slurm"]["job_id"]
+    wait_for(lambda: sacct([job]), 60)  # accounting knows the (pending) array: it is not lost
     for run in summary["runs"]:
         run["slurm"]["submitted"] -= 3600
     (folder / "summary.json").write_text(json.dumps(summary))
     error = make_error(make(tmp_path, "test_matrix", f"CONTINUE={folder.name}", **FAST_POLL))
-    job = summary["runs"][0]["slurm"]["job_id"]
     assert error.startswith(f"SLURM job {job} ({summary['runs'][0]['name']}) has been pending for 60 min "
                             "(reason: PartitionDown)"), error
     assert f"scancel {job.split('_')[0]}" in error

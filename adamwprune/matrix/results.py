@@ -61,18 +61,23 @@ class Results:
         return results
 
     @classmethod
-    def load(cls, directory: Path, cfg, seeds: int) -> "Results":
-        """An earlier matrix to continue; refused when the configuration differs from its own."""
+    def read(cls, directory: Path) -> "Results":
+        """An earlier matrix's summary.json."""
         path = directory / SUMMARY_NAME
         try:
             data = orjson.loads(path.read_bytes())
         except FileNotFoundError:
-            raise UserError(f"{path} not found: CONTINUE takes a test_matrix_results_* folder of an earlier "
-                            "matrix") from None
+            raise UserError(f"{path} not found: give a test_matrix_results_* folder of an earlier matrix") from None
         except orjson.JSONDecodeError as err:
             raise UserError(f"{path} is not valid JSON ({err})") from None
         if not isinstance(data, dict) or not {"matrix", "config", "runs", "seeds"} <= set(data):
             raise UserError(f"{path} is not a test matrix summary")
+        return cls(directory, data)
+
+    @classmethod
+    def load(cls, directory: Path, cfg, seeds: int) -> "Results":
+        """An earlier matrix to continue; refused when the configuration differs from its own."""
+        data = cls.read(directory).data
         differences = config_differences(data["config"], config_snapshot(cfg))
         if data["seeds"] != seeds:
             differences.insert(0, f"SEEDS was {data['seeds']}, is {seeds}")

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import orjson
@@ -362,3 +363,28 @@ class SlurmMatrix(Matrix):
             print(f"test matrix: imported {imported} Trackio records from the shared-filesystem inbox into "
                   f"project {self.cfg.TRACKER_PROJECT}", flush=True)
 
+
+
+def matrix_status(folder: Path, root: Path) -> int:
+    """``adamwprune matrix-status``: a matrix's runs as summary.json has them, after reading its SLURM
+    jobs' states back from sacct (runs whose job ended are collected); submits and resubmits nothing."""
+    results = Results.read(folder)
+    if results.data.get("executor") == "slurm":
+        cfg = SimpleNamespace(**results.data["config"])
+        check_scheduler("")
+        matrix = SlurmMatrix(cfg, root, results, SlurmJobs.from_config(cfg, 1), commands=lambda flags: [])
+        matrix.recover_submissions()
+        matrix.collect()
+    runs = results.data["runs"]
+    width = max((len(run["name"]) for run in runs), default=0)
+    for run in runs:
+        slurm = run.get("slurm") or {}
+        job = f"job {slurm['job_id']} {slurm.get('state') or ''} {slurm.get('nodes') or ''}".rstrip() \
+            if slurm.get("job_id") else ""
+        print(f"  {run['name']:<{width}}  {run['status']:<12} {job}", flush=True)
+    counts = results.counts()
+    left = sum(counts.get(status, 0) for status in ("failed", "interrupted", "pending"))
+    advice = f"; CONTINUE={folder.name} reruns the {left} failed, interrupted or pending" if left else ""
+    print(f"test matrix {results.data['matrix']}: {len(runs)} runs, "
+          + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + advice, flush=True)
+    return 0
