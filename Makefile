@@ -5,7 +5,9 @@
 #   make venv [EXTRAS=wandb]       only set up .venv (with trackio, and EXTRAS)
 #   make defconfig DEFCONFIG=name [TRACKER=none|trackio|wandb|both|wandb,trackio] [GPU_MONITOR=y]
 #   make menuconfig | make | make show | make test_matrix [SEEDS=N PARALLEL_JOBS=N CONTINUE=dir EXECUTOR=local|slurm]
+#   make matrix-status RESULTS=dir  a matrix's runs (on SLURM: job states from sacct)
 #   make trackio-test | make wandb-test   fake-data tracker self-tests
+#   make multinode NODES=2 [GPUS_PER_NODE=1 PARTITION=p TIME=min WAIT=n ARGS="trainer flags"]  one run over SLURM nodes
 #   make chaos [N=50]              kill -9 trials, lost/duplicated records counted (docs/chaos.md)
 #   make prepare-data DATASET=finewebedu|shakespeare|mnist|cifar10|cifar100 [PREPARE_ARGS="--max-tokens 100000000"]
 #
@@ -31,7 +33,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := all
 .PHONY: all venv test demo defconfig menuconfig show test_matrix test-matrix trackio-test wandb-test \
-        prepare-data bench chaos update-graphs clean FORCE
+        prepare-data bench chaos multinode update-graphs matrix-status clean FORCE
 
 # Variables given on the make command line (TRACKER=, GPU_MONITOR=) are passed on
 # by name so Python can tell "set on the command line" from "unset".
@@ -44,7 +46,7 @@ test: NEEDS := dev all
 trackio-test show: NEEDS := trackio
 wandb-test: NEEDS := wandb
 bench chaos: NEEDS := all
-update-graphs: NEEDS :=
+update-graphs matrix-status: NEEDS :=
 all test_matrix test-matrix: NEEDS := --configured-trackers .config $(CLI_VARS)
 prepare-data: NEEDS := $(if $(filter finewebedu,$(or $(DATASET),finewebedu)),data) $(if $(filter digits,$(DATASET)),digits)
 
@@ -90,9 +92,21 @@ test_matrix test-matrix: $(STAMP)
 update-graphs: $(STAMP)
 	$(PY) -m adamwprune report "$(RESULTS)"
 
+# a matrix's runs; on SLURM, its jobs' states read back from sacct (docs/slurm.md)
+matrix-status: $(STAMP)
+	$(PY) -m adamwprune matrix-status "$(RESULTS)"
+
 # --- training -------------------------------------------------------------------
 demo: $(STAMP)
 	$(PY) -m adamwprune.kconfig defconfig gpt2-pydocs-cpu --set TRACKER=trackio && $(PY) -m adamwprune.kconfig run
+
+# ONE GPT-2 run over NODES SLURM nodes, config.py of this directory (docs/slurm-multinode.md);
+# waits for the job unless WAIT=n
+multinode: NEEDS := --configured-trackers .config
+multinode: $(STAMP)
+	$(PY) -m adamwprune multinode --nodes "$(or $(NODES),2)" --gpus-per-node "$(or $(GPUS_PER_NODE),1)" \
+	    $(if $(PARTITION),--partition "$(PARTITION)") $(if $(TIME),--time "$(TIME)") \
+	    $(if $(filter n,$(WAIT)),,--wait) -- $(ARGS)
 
 prepare-data: $(STAMP)
 	$(PY) -m adamwprune.data prepare $(or $(DATASET),finewebedu) $(PREPARE_ARGS)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from adamwprune import multinode
 from adamwprune.deps import REPLAY, missing_message
 from adamwprune.errors import UserError, run_main
 from adamwprune.gpu import report as gpu_report
@@ -23,8 +24,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for each backend to finish (default 300)")
     report = commands.add_parser("report", help="rebuild a test matrix's graphs and report.html from its results folder")
     report.add_argument("results", type=Path, help="a test_matrix_results_* folder (holds summary.json)")
+    status = commands.add_parser("matrix-status", help="a test matrix's runs; on SLURM, its jobs' states read "
+                                 "back from sacct first (submits nothing: CONTINUE= does)")
+    status.add_argument("results", type=Path, help="a test_matrix_results_* folder (holds summary.json)")
     gpu_report.add_arguments(commands.add_parser(
         "gpu-report", help="draw a run's GPU graphs from its gpu.jsonl (PNGs in the run directory)"))
+    multinode.add_arguments(commands.add_parser(
+        "multinode", help="one GPT-2 run over N SLURM nodes (scripts/gpt2_multinode.sbatch)"))
     return parser
 
 
@@ -39,8 +45,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
         print(f"report: {build_report(args.results)}", flush=True)
         return 0
+    if args.command == "matrix-status":
+        from adamwprune.matrix.slurm import matrix_status
+
+        return matrix_status(args.results, Path.cwd())
     if args.command == "gpu-report":
         return gpu_report.run(args)
+    if args.command == "multinode":
+        return multinode.run(args)
     from adamwprune.tracking.replay import replay
 
     result = replay(args.run_dir, args.tracker, args.timeout)

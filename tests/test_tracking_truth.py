@@ -160,7 +160,8 @@ def test_a_full_run_directory_loses_counted_records_never_the_run(tracking_env, 
         journaled = [orjson.loads(line) for line in lines]  # every line whole: no torn record
     assert all(line.endswith(b"\n") for line in lines)
     steps = [r["step"] for r in journaled if "step" in r]
-    assert steps == list(range(len(steps))) and 0 < len(steps) < 2000
+    # not always a prefix: the delivery process shares the disk, and space it frees lets a later record in
+    assert steps == sorted(set(steps)) and set(steps) <= set(range(2000)) and 0 < len(steps) < 2000
     assert tracker.lost_records == 2000 - len(steps)
     assert result["backends"]["trackio"]["confirmed"] == len(steps) == len(trackio_rows("p-torn", "r"))
     text = "\n".join(messages(caplog))

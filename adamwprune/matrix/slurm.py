@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,13 +35,11 @@ from adamwprune.errors import UserError
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.matrix.results import TRAIN_LOG, Results
 from adamwprune.matrix.run import Matrix, continuation_flags, exit_status, finished_fields, matrix_flags, run_dir_of
+from adamwprune.scheduler import ACTIVE, POLL_S, missing_clients, slurm_output
 
-# sacct states of a job that is not over (UNKNOWN: just submitted, accounting has not seen it yet)
-ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", "CONFIGURING", "UNKNOWN")
 JOB_FILE = "slurm_job.json"  # in the run directory: the job that ran it, where, and the trainer's exit code
 SUBMITIT_FOLDER = "slurm"  # in the results folder: submitit's pickles and job logs, one folder per job
 UNKNOWN_AFTER_S = 600  # a job sacct still does not know this long after its sbatch is lost: resubmitted
-POLL_S = float(os.environ.get("ADAMWPRUNE_SLURM_POLL_S", "5"))
 ARRAY_RE = re.compile(r"^(\d+)_\[([^\]%]+)(?:%\d+)?\]$")
 
 # a run's commands (the trainer, after its check under torchrun) for its flags
@@ -81,30 +78,18 @@ class SlurmJobs:
         return parameters
 
 
-def _slurm(argv: list[str], what: str) -> str:
-    """A SLURM client command's output; a UserError naming what to check when it fails."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"EXECUTOR=slurm: {argv[0]} did not answer in 120 s; check that the SLURM controller "
-                        "is up (scontrol ping)") from None
-    if done.returncode:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"EXECUTOR=slurm: {what} ({argv[0]}: {last[0]})")
-    return done.stdout
-
-
 def check_scheduler(partition: str) -> None:
     """A reachable controller, accounting (sacct: the matrix reads its jobs' states there), and the
     partition when one is configured; one line saying what to check otherwise."""
-    missing = [name for name in ("sbatch", "sacct", "sinfo", "squeue") if not shutil.which(name)]
+    missing = missing_clients("sbatch", "sacct", "sinfo", "squeue")
     if missing:
         raise UserError(f"EXECUTOR=slurm: no SLURM here ({', '.join(missing)} not on PATH); run the matrix on a "
                         "login node of the cluster, or use EXECUTOR=local")
-    listing = _slurm(["sinfo", "-h", "-o", "%P"], "the SLURM controller does not answer; check SLURM_CONF and "
-                                                  "that slurmctld is up (scontrol ping)")
-    _slurm(["sacct", "-n", "-X", "-j", "1"], "SLURM accounting does not answer, and the matrix reads its jobs' "
-                                             "states from sacct; check that slurmdbd is up (sacctmgr show cluster)")
+    listing = slurm_output(["sinfo", "-h", "-o", "%P"], "EXECUTOR=slurm: the SLURM controller does not answer; "
+                                                        "check SLURM_CONF and that slurmctld is up (scontrol ping)")
+    slurm_output(["sacct", "-n", "-X", "-j", "1"], "EXECUTOR=slurm: SLURM accounting does not answer, and the "
+                                                   "matrix reads its jobs' states from sacct; check that slurmdbd "
+                                                   "is up (sacctmgr show cluster)")
     partitions = [name.rstrip("*") for name in listing.split()]
     if partition and partition not in partitions:
         raise UserError(f"unknown SLURM partition {partition!r} (CONFIG_MATRIX_SLURM_PARTITION); this cluster has: "
@@ -117,8 +102,8 @@ def job_states(job_ids: list[str]) -> dict[str, dict]:
     if not job_ids:
         return {}
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = _slurm(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ElapsedRaw,NodeList", "-j", ",".join(arrays)],
-                 "cannot read the jobs' states")
+    out = slurm_output(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ElapsedRaw,NodeList", "-j", ",".join(arrays)],
+                       "EXECUTOR=slurm: cannot read the jobs' states")
     states: dict[str, dict] = {}
     for line in out.splitlines():
         fields = line.split("|")
@@ -280,8 +265,8 @@ class SlurmMatrix(Matrix):
         its job name, gives their job ids; without one they were never submitted."""
         stuck = [run for run in self.results.data["runs"] if run["status"] == "submitting"]
         for name in sorted({run["slurm"]["submission"] for run in stuck}):
-            out = _slurm(["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", name, "-S", "now-30days"],
-                         f"cannot look up the submission {name}")
+            out = slurm_output(["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", name, "-S", "now-30days"],
+                               f"EXECUTOR=slurm: cannot look up the submission {name}")
             arrays = sorted({line.split("_")[0] for line in out.split() if line})
             for run in (r for r in stuck if r["slurm"]["submission"] == name):
                 if arrays:
