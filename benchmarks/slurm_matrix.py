@@ -87,7 +87,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="adamwprune-slurm-bench-"))
     work.chmod(0o755)
     started = time.monotonic()
-    env = local_slurm.start(work / "slurm")
+    env = local_slurm.start(work / "cluster")
     setup_s = time.monotonic() - started
     os.environ.update(env, TRACKIO_DIR=str(work / "trackio"), ADAMWPRUNE_SLURM_POLL_S="1")
     try:
@@ -108,7 +108,10 @@ def main() -> int:
         local = json.loads(next(roots["local"].glob("test_matrix_results_*/summary.json")).read_text())
         local_trainer = [trainer_seconds(roots["local"] / run["run_dir"]) for run in local["runs"]]
     finally:
-        local_slurm.stop(work / "slurm")
+        local_slurm.stop(work / "cluster")
+    for job, (submit, start, end) in sorted(times.items()):
+        print(f"  job {job}: waited {start - submit:.0f} s, ran {end - start:.0f} s "
+              f"(trainer {trainer_seconds(jobs[job]):.1f} s)")
     print(f"local SLURM set-up (munged, MariaDB, slurmdbd, slurmctld, 2 slurmd): {setup_s:.1f} s")
     print(f"matrix of {len(jobs)} runs x {args.iters} steps, PARALLEL_JOBS=2: local {wall['local']:.1f} s, "
           f"SLURM {wall['slurm']:.1f} s ({wall['slurm'] / wall['local']:.2f}x)")

@@ -110,6 +110,9 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 MailProg=/bin/true
 SchedulerType=sched/backfill
+# a pass every 2 s (SLURM's defaults: 60 s for the main loop, 30 s for backfill), so a sandbox's
+# seconds-long jobs held back by an array's %N limit do not wait most of a minute to start
+SchedulerParameters=sched_interval=2,bf_interval=2
 MinJobAge=86400
 KillWait=30
 AccountingStorageType=accounting_storage/slurmdbd

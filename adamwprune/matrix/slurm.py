@@ -168,13 +168,16 @@ def run_in_job(commands: list[list[str]], run_dir: str, cwd: str) -> int:
     # submitit's job id, as summary.json has it: 12_3 in an array, 12 for a matrix of one run
     job = {"job_id": submitit.JobEnvironment().job_id,
            "node": os.environ.get("SLURMD_NODENAME", socket.gethostname()), "exit_code": None}
+    env = child_env()
+    # torch's default, a thread per core of the node, oversubscribes a node shared by several jobs
+    # (2 jobs of 1 CPU each on 2 cores: 20x slower here); a job's threads are its CPUs
+    env.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
     code = 0
     with open(directory / TRAIN_LOG, "ab") as log:
         log.write(f"== SLURM job {job['job_id']} on {job['node']}: {' '.join(extra) or 'new run'} ==\n".encode())
         log.flush()
         for command in commands:
-            code = subprocess.run(command + extra, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                  env=child_env()).returncode
+            code = subprocess.run(command + extra, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
             if code:
                 break
     job["exit_code"] = code
