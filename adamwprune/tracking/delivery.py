@@ -18,6 +18,7 @@ import fcntl
 import os
 import queue
 import select
+import signal
 import sys
 import threading
 import time
@@ -439,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not send again what a backend already holds (a restarted delivery)")
     args = parser.parse_args(argv)
     os.nice(10)  # on a busy machine the trainer comes first; delivery catches up at the end
+    # The trainer decides when delivery ends (its end record, or its death: --parent-pid). A stop
+    # meant for the trainer reaches this process too where a scheduler signals every process of a
+    # job (SLURM: SIGTERM on scancel, SIGUSR2 before the time limit); it must not cut delivery short
+    # of the records the trainer is still writing. SIGKILL still ends it, and the tracker restarts it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
     report = Reporter(os.fdopen(args.report_fd, "w") if args.report_fd is not None else None)
     sys.stdout = ChatterLog(sys.stdout, report)  # the libraries print; a full disk must not stop them
     sys.stderr = ChatterLog(sys.stderr, report)
