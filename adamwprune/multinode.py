@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adamwprune import child_env
 from adamwprune.errors import UserError
-from adamwprune.scheduler import ACTIVE, POLL_S, missing_clients, slurm_output
+from adamwprune.scheduler import ACTIVE, POLL_S, partitions, slurm_output
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "scripts" / "gpt2_multinode.sbatch"
@@ -36,31 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_scheduler(partition: str, nodes: int, wait: bool) -> None:
-    """SLURM's clients on PATH, a controller that answers, the partition and its size (sbatch takes a
-    job wanting more nodes than the partition has, and it pends for ever), and accounting when the job
-    is to be waited for (its end state is read from sacct)."""
-    missing = missing_clients("sbatch", "sinfo", "sacct", "scontrol")
-    if missing:
-        raise UserError(f"multinode: no SLURM here ({', '.join(missing)} not on PATH); run it on a login "
-                        "node of the cluster")
-    listing = slurm_output(["sinfo", "-h", "-o", "%P %D"], "the SLURM controller does not answer; check SLURM_CONF "
-                                                     "and that slurmctld is up (scontrol ping)")
-    sizes: dict[str, int] = {}
-    default = ""
-    for line in listing.splitlines():
-        name, count = line.split()
-        if name.endswith("*"):
-            default = name = name[:-1]
-        sizes[name] = sizes.get(name, 0) + int(count)
-    if partition and partition not in sizes:
-        raise UserError(f"unknown SLURM partition {partition!r}; this cluster has: "
-                        f"{', '.join(sizes) or 'none'} (sinfo)")
-    partition = partition or default
+    """SLURM here and answering, the partition and its size (sbatch takes a job wanting more nodes than
+    the partition has, and it pends for ever), and accounting when the job is to be waited for (its end
+    state is read from sacct)."""
+    partition, sizes = partitions("multinode", ("sbatch", "sinfo", "sacct", "scontrol"),
+                                  "run it on a login node of the cluster",
+                                  "--wait reads the job's end from sacct" if wait else None, partition)
     if partition and nodes > sizes[partition]:
         raise UserError(f"--nodes {nodes}: partition {partition} has {sizes[partition]} nodes (sinfo)")
-    if wait:
-        slurm_output(["sacct", "-n", "-X", "-j", "1"], "SLURM accounting does not answer, and --wait reads the job's "
-                                                 "end from sacct; check that slurmdbd is up (sacctmgr show cluster)")
 
 
 def run_device(trainer_flags: list[str], root: Path) -> str:

@@ -30,3 +30,31 @@ def slurm_output(argv: list[str], what: str) -> str:
 def missing_clients(*names: str) -> list[str]:
     """The SLURM client commands not on PATH (not a login node of a cluster)."""
     return [name for name in names if not shutil.which(name)]
+
+
+def partitions(who: str, clients: tuple[str, ...], elsewhere: str, accounting_for: str | None,
+               partition: str = "", setting: str = "") -> tuple[str, dict[str, int]]:
+    """Check that SLURM is here and answers, before anything is submitted: its ``clients`` on PATH,
+    the controller (sinfo), accounting when ``accounting_for`` says what needs it, and ``partition``
+    (named by ``setting``) when one is given. Returns (the partition to use: ``partition`` or the
+    cluster's default, {partition: nodes}). Each failure is one line, starting with ``who``."""
+    missing = missing_clients(*clients)
+    if missing:
+        raise UserError(f"{who}: no SLURM here ({', '.join(missing)} not on PATH); {elsewhere}")
+    listing = slurm_output(["sinfo", "-h", "-o", "%P %D"], f"{who}: the SLURM controller does not answer; "
+                                                           "check SLURM_CONF and that slurmctld is up (scontrol ping)")
+    if accounting_for:
+        slurm_output(["sacct", "-n", "-X", "-j", "1"], f"{who}: SLURM accounting does not answer, and "
+                                                       f"{accounting_for}; check that slurmdbd is up (sacctmgr show cluster)")
+    sizes: dict[str, int] = {}
+    default = ""
+    for line in listing.splitlines():
+        name, count = line.split()
+        if name.endswith("*"):
+            default = name = name[:-1]
+        sizes[name] = sizes.get(name, 0) + int(count)
+    if partition and partition not in sizes:
+        named = f" ({setting})" if setting else ""
+        raise UserError(f"unknown SLURM partition {partition!r}{named}; this cluster has: "
+                        f"{', '.join(sizes) or 'none'} (sinfo)")
+    return partition or default, sizes

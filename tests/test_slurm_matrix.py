@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,21 @@ def test_no_scheduler_is_one_line_and_writes_nothing(tmp_path):
     empty.mkdir()
     error = one_line_error(kconfig(tmp_path, "run", "--matrix", PATH=str(empty)))
     assert error.startswith("EXECUTOR=slurm: no SLURM here (sbatch, sacct, sinfo, squeue not on PATH)")
+    assert not list(tmp_path.glob("test_matrix_results_*"))
+
+
+@pytest.mark.slow
+def test_a_controller_or_accounting_that_does_not_answer_is_one_line_and_writes_nothing(tmp_path, slurm_cluster):
+    configure(tmp_path, *TWO, *SLURM)
+    conf = (slurm_cluster / "slurm.conf").read_text()
+    for setting, what in (("SlurmctldPort", "the SLURM controller does not answer; check SLURM_CONF and that "
+                                            "slurmctld is up (scontrol ping) (sinfo: "),
+                          ("AccountingStoragePort", "SLURM accounting does not answer, and the matrix reads its "
+                                                    "jobs' states from sacct; check that slurmdbd is up")):
+        broken = tmp_path / f"no-{setting}.conf"
+        broken.write_text(re.sub(rf"^{setting}=.*$", f"{setting}=1", conf, flags=re.MULTILINE))
+        error = one_line_error(kconfig(tmp_path, "run", "--matrix", "--executor", "slurm", SLURM_CONF=str(broken)))
+        assert error.startswith(f"EXECUTOR=slurm: {what}"), error
     assert not list(tmp_path.glob("test_matrix_results_*"))
 
 

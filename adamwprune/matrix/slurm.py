@@ -35,7 +35,7 @@ from adamwprune.errors import UserError
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.matrix.results import TRAIN_LOG, Results
 from adamwprune.matrix.run import Matrix, continuation_flags, exit_status, finished_fields, matrix_flags, run_dir_of
-from adamwprune.scheduler import ACTIVE, POLL_S, missing_clients, slurm_output
+from adamwprune.scheduler import ACTIVE, POLL_S, partitions, slurm_output
 
 JOB_FILE = "slurm_job.json"  # in the run directory: the job that ran it, where, and the trainer's exit code
 SUBMITIT_FOLDER = "slurm"  # in the results folder: submitit's pickles and job logs, one folder per job
@@ -79,21 +79,11 @@ class SlurmJobs:
 
 
 def check_scheduler(partition: str) -> None:
-    """A reachable controller, accounting (sacct: the matrix reads its jobs' states there), and the
-    partition when one is configured; one line saying what to check otherwise."""
-    missing = missing_clients("sbatch", "sacct", "sinfo", "squeue")
-    if missing:
-        raise UserError(f"EXECUTOR=slurm: no SLURM here ({', '.join(missing)} not on PATH); run the matrix on a "
-                        "login node of the cluster, or use EXECUTOR=local")
-    listing = slurm_output(["sinfo", "-h", "-o", "%P"], "EXECUTOR=slurm: the SLURM controller does not answer; "
-                                                        "check SLURM_CONF and that slurmctld is up (scontrol ping)")
-    slurm_output(["sacct", "-n", "-X", "-j", "1"], "EXECUTOR=slurm: SLURM accounting does not answer, and the "
-                                                   "matrix reads its jobs' states from sacct; check that slurmdbd "
-                                                   "is up (sacctmgr show cluster)")
-    partitions = [name.rstrip("*") for name in listing.split()]
-    if partition and partition not in partitions:
-        raise UserError(f"unknown SLURM partition {partition!r} (CONFIG_MATRIX_SLURM_PARTITION); this cluster has: "
-                        f"{', '.join(partitions) or 'none'} (sinfo)")
+    """SLURM here, its controller and accounting (the matrix reads its jobs' states from sacct), and
+    the configured partition; one line saying what to check otherwise."""
+    partitions("EXECUTOR=slurm", ("sbatch", "sacct", "sinfo", "squeue"),
+               "run the matrix on a login node of the cluster, or use EXECUTOR=local",
+               "the matrix reads its jobs' states from sacct", partition, "CONFIG_MATRIX_SLURM_PARTITION")
 
 
 def job_states(job_ids: list[str]) -> dict[str, dict]:
