@@ -21,8 +21,8 @@ from test_matrix import configure
 @pytest.mark.slow
 def test_one_gpt2_run_spans_two_slurm_nodes_and_rank_0_tracks_it_once(tmp_path, tracking_env, slurm_cluster):
     configure(tmp_path)  # gpt2-tiny on pydocs, DEVICE cpu, 6 iterations, Trackio
-    done = make(tmp_path, "multinode", "NODES=2", "ARGS=--tracker-run-name mn", timeout=600,
-                ADAMWPRUNE_SLURM_POLL_S="0.5")
+    done = make(tmp_path, "multinode", "NODES=2", "ARGS=--tracker-run-name mn --gpu-monitor --simulate-gpus 2 "
+                "--gpu-monitor-interval 0.1", timeout=600, ADAMWPRUNE_SLURM_POLL_S="0.5")
     assert done.returncode == 0, done.stdout + done.stderr
     job = re.search(r"submitted SLURM job (\d+): one GPT-2 run over 2 nodes x 1 processes", done.stdout).group(1)
     output = Path(re.search(r"output: (\S+)", done.stdout).group(1))
@@ -45,7 +45,22 @@ def test_one_gpt2_run_spans_two_slurm_nodes_and_rank_0_tracks_it_once(tmp_path, 
     rows = trackio_rows(project, "mn")
     assert [row["step"] for row in rows if "train_loss" in row] == [2, 4, 6]
     assert [row["step"] for row in rows if "val_loss" in row] == [0, 3, 6]
-    assert len({row["step"] for row in rows}) == len(rows)  # one record per step: only rank 0 tracked
+    metric_rows = [row for row in rows if not any(isinstance(value, dict) for value in row.values())]  # no graphs
+    assert len({row["step"] for row in metric_rows}) == len(metric_rows)  # one record per step: only rank 0 tracked
+    assert sorted(key for row in rows for key, value in row.items() if isinstance(value, dict)) == [
+        "gpu/load_balance", "gpu/memory", "gpu/timeline"]  # rank 0's graphs, logged once
+    assert [row["step"] for row in rows if "gpu_0_memory_used" in row] == [2, 4, 6]  # rank 0's node, tracked
+
+    # GPU monitoring per node: rank 0 samples its node into the run directory, the other node's
+    # local rank 0 its own into node1/ (NVML sees only a node's own GPUs), each with its graphs
+    run_dir = tmp_path / "runs" / project / "mn"
+    for directory in (run_dir, run_dir / "node1"):
+        lines = [json.loads(line) for line in (directory / "gpu.jsonl").read_text().splitlines()]
+        assert lines[0]["event"] == "header" and lines[0]["simulated"] and len(lines[0]["devices"]) == 2, lines[0]
+        assert sum("gpus" in line for line in lines) >= 1 and lines[-1]["event"] == "stop", directory
+        assert {p.name for p in directory.glob("gpu_*.png")} == {"gpu_memory.png", "gpu_load_balance.png",
+                                                                 "gpu_timeline.png"}, directory
+    assert re.search(r"^1: gpu monitor: sampling 2 GPU\(s\) .* into \S+/node1/gpu.jsonl", log, re.MULTILINE), log
 
 
 def test_without_slurm_multinode_says_so_in_one_line(tmp_path):

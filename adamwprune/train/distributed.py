@@ -19,6 +19,7 @@ class DistContext:
     local_rank: int = 0
     world_size: int = 1
     device: str = "cpu"
+    node: int = 0  # torchrun's GROUP_RANK: this node's index among the run's nodes (global rank 0's is 0)
 
     @property
     def is_main(self) -> bool:
@@ -76,7 +77,8 @@ def init_distributed(device_preference: str) -> DistContext:
         backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device,
+                       node=int(os.environ.get("GROUP_RANK", "0")))
 
 
 def shutdown(ctx: DistContext) -> None:

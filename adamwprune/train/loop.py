@@ -525,18 +525,25 @@ class Trainer:
     # ---------------------------------------------------------------- extras
     def _start_gpu_monitor(self) -> None:
         """With --gpu-monitor, on global rank 0: sample the GPUs (or --simulate-gpus N simulated ones)
-        into the run directory's gpu.jsonl; one line says what is sampled, or why nothing is."""
-        if not (self.s.gpu_monitor and self.ctx.is_main):
+        into the run directory's gpu.jsonl; one line says what is sampled, or why nothing is. A run
+        over several nodes: NVML sees only its own node's GPUs, so local rank 0 of every other node
+        samples its node into ``<run_dir>/node<n>/`` (gpu.jsonl and graphs; not tracked)."""
+        if not (self.s.gpu_monitor and self.ctx.local_rank == 0 and (self.ctx.is_main or self.ctx.node > 0)):
             return
         from adamwprune.gpu import GpuMonitor
 
-        monitor, line = GpuMonitor.open(self.run_dir, self.s.gpu_monitor_interval,
+        directory = self.run_dir if self.ctx.is_main else self.run_dir / f"node{self.ctx.node}"
+        monitor, line = GpuMonitor.open(directory, self.s.gpu_monitor_interval,
                                         simulate_gpus=self.s.simulate_gpus, step=self.iteration)
-        self.progress(f"gpu monitor: {line}")
+        if self.ctx.is_main:
+            self.progress(f"gpu monitor: {line}")
+        else:  # the one line of another node's rank 0 (under srun --label it names its node)
+            print(f"gpu monitor: {line}", flush=True)
         if monitor is not None:
             self.gpu_monitor = monitor.start()
-            self.run_info["gpu_monitor"] = monitor.describe()  # in the checkpoints' run info
-            self.tracker.record_gpus(self.run_info["gpu_monitor"])  # and in run.json
+            if self.ctx.is_main:
+                self.run_info["gpu_monitor"] = monitor.describe()  # in the checkpoints' run info
+                self.tracker.record_gpus(self.run_info["gpu_monitor"])  # and in run.json
 
     def close(self) -> None:
         """Stop the GPU monitor and draw its graphs into the run directory, however the run ended,
