@@ -188,6 +188,16 @@ def test_the_configured_trackers_are_installed_for_make(tmp_path):
     assert sv.configured_trackers(dotconfig, ["TRACKER=trackio, wandb"]) == {"trackio", "wandb"}
 
 
+def test_the_digits_and_submitit_are_installed_for_a_configuration_that_needs_them(tmp_path):
+    dotconfig = tmp_path / ".config"
+    assert sv.configured_extras(dotconfig) == set()
+    dotconfig.write_text('CONFIG_DATASET="digits"\nCONFIG_MATRIX_EXECUTOR_SLURM=y\n')
+    assert sv.configured_extras(dotconfig) == {"digits", "slurm"}
+    assert sv.configured_extras(dotconfig, ["EXECUTOR=local"]) == {"digits"}  # make's EXECUTOR= wins
+    dotconfig.write_text("CONFIG_MATRIX_EXECUTOR_LOCAL=y\n")
+    assert sv.configured_extras(dotconfig, ["TRACKER=wandb", "EXECUTOR= Slurm"]) == {"slurm"}
+
+
 def test_nvidia_driver_detection():
     assert sv.nvidia_driver_present(lambda name: None, lambda path: False) is False
     assert sv.nvidia_driver_present(lambda name: "/usr/bin/nvidia-smi", lambda path: False) is True

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from adamwprune.kconfig import load_config
-from helpers import child_env, kconfig, make, make_error, one_line_error, trackio_rows, trackio_run_names
-from test_matrix import TWO, configure, summary_of
+from helpers import (child_env, defconfig, kconfig, make, make_error, one_line_error, trackio_rows, trackio_run_names,
+                     write_defconfig)
+from test_matrix import TINY, TWO, configure, summary_of
 
 SLURM = ("CONFIG_MATRIX_EXECUTOR_SLURM=y", "CONFIG_MATRIX_SLURM_CPUS_PER_RUN=1")
 FAST_POLL = {"ADAMWPRUNE_SLURM_POLL_S": "0.5"}
@@ -42,7 +43,7 @@ def wait_for(condition, seconds: float, process: subprocess.Popen | None = None)
 
 @pytest.mark.slow
 def test_the_matrix_runs_as_slurm_jobs_and_is_read_back_from_trackio_and_sacct(tmp_path, tracking_env, slurm_cluster):
-    configure(tmp_path, *TWO, *SLURM)
+    defconfig(tmp_path, str(write_defconfig(tmp_path / "dc", *TINY, *TWO, *SLURM)), "TRACKER=both")  # W&B offline
     done = make(tmp_path, "test_matrix", "PARALLEL_JOBS=2", timeout=600, **FAST_POLL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on SLURM" in done.stdout and "submitted 2 run(s) to the default partition as SLURM job" in done.stdout
@@ -58,7 +59,13 @@ def test_the_matrix_runs_as_slurm_jobs_and_is_read_back_from_trackio_and_sacct(t
             "job_id": run["slurm"]["job_id"], "node": run["slurm"]["nodes"], "exit_code": 0}
         assert f"SLURM job {run['slurm']['job_id']} on " in (run_dir / "train.log").read_text()
         assert [r["step"] for r in trackio_rows(project, run["name"]) if "train_loss" in r] == [2, 4, 6]
-    assert (folder / "report.html").exists()
+    # W&B offline: the matrix ends with the one command that syncs its runs, and the report says so
+    assert summary["executor"] == "slurm" and summary["wandb_sync"].startswith(
+        "offline: sync every run with one command at the end: ")
+    assert summary["wandb_sync"].endswith(f"{tracking_env / 'wandb-root' / 'wandb'}/offline-run-*")
+    assert len(list((tracking_env / "wandb-root" / "wandb").glob("offline-run-*"))) == 2
+    report = (folder / "report.html").read_text()
+    assert "Ran on SLURM as 1 job array submission(s)" in report and "W&amp;B: offline: sync every run" in report
 
 
 @pytest.mark.slow
