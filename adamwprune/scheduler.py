@@ -44,8 +44,9 @@ def partitions(who: str, clients: tuple[str, ...], elsewhere: str, accounting_fo
     listing = slurm_output(["sinfo", "-h", "-o", "%P %D"], f"{who}: the SLURM controller does not answer; "
                                                            "check SLURM_CONF and that slurmctld is up (scontrol ping)")
     if accounting_for:
-        slurm_output(["sacct", "-n", "-X", "-j", "1"], f"{who}: SLURM accounting does not answer, and "
-                                                       f"{accounting_for}; check that slurmdbd is up (sacctmgr show cluster)")
+        slurm_output(["sacct", "-n", "-X", "-j", "1"],
+                     f"{who}: SLURM accounting does not answer, and {accounting_for}; check that slurmdbd is up "
+                     "(sacctmgr show cluster)")
     sizes: dict[str, int] = {}
     default = ""
     for line in listing.splitlines():

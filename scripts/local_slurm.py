@@ -49,7 +49,8 @@ def missing_programs() -> list[str]:
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     if done.returncode:
-        raise SetupError(f"{' '.join(argv[:2])} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-400:]}")
+        why = (done.stderr or done.stdout).strip()[-400:]
+        raise SetupError(f"{' '.join(argv[:2])} failed ({done.returncode}): {why}")
     return done
 
 

@@ -152,7 +152,8 @@ def test_unknown_partition_refused_request_and_pending_too_long_are_one_line_eac
 
     # "hold" is a partition that is down: its jobs pend. The limit counts from the submission time
     # recorded in summary.json, so a submitter started later sees how long a job has waited.
-    configure(tmp_path, *TWO, *SLURM, 'CONFIG_MATRIX_SLURM_PARTITION="hold"', "CONFIG_MATRIX_SLURM_PENDING_LIMIT_MINUTES=1")
+    configure(tmp_path, *TWO, *SLURM, 'CONFIG_MATRIX_SLURM_PARTITION="hold"',
+              "CONFIG_MATRIX_SLURM_PENDING_LIMIT_MINUTES=1")
     submitter = subprocess.Popen([sys.executable, "-m", "adamwprune.kconfig", "run", "--matrix"], cwd=tmp_path,
                                  env=child_env(**FAST_POLL), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, start_new_session=True)

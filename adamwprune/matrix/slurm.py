@@ -231,8 +231,8 @@ class SlurmMatrix(Matrix):
                                        "attempt": (run.get("slurm") or {}).get("attempt", 0) + 1})
         executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
         executor.update_parameters(**self.jobs.sbatch_parameters(name))
-        arguments = [(self.commands(matrix_flags(self.results, run)), str(run_dir_of(self.cfg, self.results, run["name"])),
-                      str(self.root)) for run in runs]
+        arguments = [(self.commands(matrix_flags(self.results, run)),
+                      str(run_dir_of(self.cfg, self.results, run["name"])), str(self.root)) for run in runs]
         with tempfile.TemporaryFile() as sbatch_errors:
             try:
                 with _stderr_to(sbatch_errors):  # sbatch's own lines: folded into one below
