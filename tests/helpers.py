@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,14 @@ def child_env(**extra: str) -> dict[str, str]:
         env.pop(name, None)
     env.update(extra)
     return env
+
+
+def like_a_terminal_job() -> None:
+    """Popen's preexec_fn for a process a test sends Ctrl-C (SIGINT) to: SIGINT as a terminal's
+    foreground job has it. A suite run in the background of a non-interactive shell (nohup, &)
+    inherits SIGINT ignored, and a Python that starts with SIGINT ignored never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def trackio_rows(project: str, run_name: str, env: dict | None = None) -> list[dict]:

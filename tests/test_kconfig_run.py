@@ -17,8 +17,8 @@ import pytest
 
 from adamwprune import matrix
 from adamwprune.kconfig import load_config
-from helpers import (REPO, child_env, defconfig, kconfig, make, make_command, one_line_error, read_assignments,
-                     trackio_rows, write_defconfig)
+from helpers import (REPO, child_env, defconfig, kconfig, like_a_terminal_job, make, make_command, one_line_error,
+                     read_assignments, trackio_rows, write_defconfig)
 
 TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
         "CONFIG_BATCH_SIZE=2", "CONFIG_WARMUP_ITERS=1", "CONFIG_MAX_ITERS=6", "CONFIG_LOG_INTERVAL=2",
@@ -161,7 +161,7 @@ def test_make_show_serves_the_project_dashboard_on_the_configured_port(tmp_path,
     project = load_config(tmp_path).TRACKER_PROJECT
     server = subprocess.Popen(make_command(tmp_path, "show"), env=child_env(BROWSER="true"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+                              start_new_session=True, preexec_fn=like_a_terminal_job)
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -16,7 +16,8 @@ import pytest
 from adamwprune import matrix
 from adamwprune.errors import UserError
 from adamwprune.kconfig import load_config
-from helpers import child_env, defconfig, make, trackio_rows, trackio_run_names, write_defconfig
+from helpers import (child_env, defconfig, like_a_terminal_job, make, trackio_rows, trackio_run_names,
+                     write_defconfig)
 
 TINY = ("CONFIG_GPT2_MODEL_NAME=\"gpt2-tiny\"", "CONFIG_DATASET=\"pydocs\"", "CONFIG_BLOCK_SIZE=16",
         "CONFIG_BATCH_SIZE=2", "CONFIG_WARMUP_ITERS=1", "CONFIG_MAX_ITERS=6", "CONFIG_LOG_INTERVAL=2",
@@ -140,7 +141,7 @@ def test_ctrl_c_leaves_a_consistent_summary_and_continue_resumes_without_duplica
     configure(tmp_path, *TWO, "CONFIG_MAX_ITERS=1000", "CONFIG_EVAL_INTERVAL=20", "CONFIG_LOG_INTERVAL=10")
     matrix_run = subprocess.Popen([sys.executable, "-m", "adamwprune.kconfig", "run", "--matrix"], cwd=tmp_path,
                                   env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=like_a_terminal_job)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob("test_matrix_results_*/*/*_sgd_*/ckpt_last.pt")):
         assert matrix_run.poll() is None and time.monotonic() < deadline, matrix_run.communicate()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, VENV
+from helpers import REPO, VENV, like_a_terminal_job
 
 README = REPO / "README.md"
 NEEDS = re.compile(r"\s#\s*needs:")
@@ -135,7 +135,8 @@ def command_env(tmp: Path, clone: Path) -> dict[str, str]:
 def run_until(command: str, clone: Path, env: dict, pattern: re.Pattern) -> tuple[bool, str]:
     """Run until a line matches (then Ctrl-C it): (matched or exited 0, output)."""
     proc = subprocess.Popen(["bash", "-c", command], cwd=clone, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=like_a_terminal_job)
     lines, matched, deadline = [], False, time.monotonic() + COMMAND_TIMEOUT
     try:
         while time.monotonic() < deadline:

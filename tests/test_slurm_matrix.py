@@ -85,6 +85,13 @@ def test_a_submitter_may_exit_and_continue_resumes_a_cancelled_job_without_dupli
     job = run["slurm"]["job_id"]
     assert run["status"] in ("queued", "running") and job
     run_dir = folder / load_config(tmp_path).TRACKER_PROJECT / run["name"]
+    # as if the submitter had died between its sbatch and recording the job id: found by its job name
+    run.update(status="submitting", slurm={**run["slurm"], "job_id": None, "state": None})
+    (folder / "summary.json").write_text(json.dumps(summary))
+    status = make(tmp_path, "matrix-status", f"RESULTS={folder.name}")
+    assert status.returncode == 0 and re.search(rf"(queued|running) +job {job} ", status.stdout), status.stdout
+    assert summary_of(tmp_path)[1]["runs"][0]["slurm"]["job_id"] == job
+
     wait_for(lambda: sum(1 for _ in open(run_dir / "metrics.jsonl")) > 20, 120)
     subprocess.run(["scancel", job], check=True)  # the trainer takes SLURM's SIGTERM as a Ctrl-C
     wait_for(lambda: sacct([job]).get(job) == "CANCELLED", 120)

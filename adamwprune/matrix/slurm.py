@@ -227,7 +227,8 @@ class SlurmMatrix(Matrix):
         name = f"{self.results.data['matrix']}-{number}"
         for index, run in enumerate(runs):
             self.results.update(run["name"], status="submitting",
-                                slurm={"submission": name, "index": index, "job_id": None, "state": None,
+                                slurm={"submission": name, "index": index, "of": len(runs), "marked": time.time(),
+                                       "job_id": None, "state": None,
                                        "attempt": (run.get("slurm") or {}).get("attempt", 0) + 1})
         executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=0)
         executor.update_parameters(**self.jobs.sbatch_parameters(name))
@@ -254,19 +255,24 @@ class SlurmMatrix(Matrix):
               f"(at most {self.jobs.parallel} at once; submitit's logs in {self.folder})", flush=True)
 
     def recover_submissions(self) -> None:
-        """Runs left "submitting" by a submitter that died around its sbatch: their array, found by
-        its job name, gives their job ids; without one they were never submitted."""
+        """Runs left "submitting" by a submitter that died around its sbatch. Their job, found by its
+        name (squeue knows a job at once, sacct a few seconds later and after it ended), gives their
+        job ids. Found nowhere: never submitted once the marking is older than accounting's lag
+        could explain; until then they are left as they are, neither waited for nor resubmitted."""
         stuck = [run for run in self.results.data["runs"] if run["status"] == "submitting"]
         for name in sorted({run["slurm"]["submission"] for run in stuck}):
-            out = slurm_output(["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", name, "-S", "now-30days"],
-                               f"EXECUTOR=slurm: cannot look up the submission {name}")
-            arrays = sorted({line.split("_")[0] for line in out.split() if line})
+            what = f"EXECUTOR=slurm: cannot look up the submission {name}"
+            listed = (slurm_output(["squeue", "-h", "-o", "%i", "--name", name], what).split()
+                      + slurm_output(["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", name, "-S", "now-30days"],
+                                     what).split())
+            arrays = sorted({job.split("_")[0] for job in listed}, key=int)
             for run in (r for r in stuck if r["slurm"]["submission"] == name):
-                if arrays:
-                    job_id = f"{arrays[-1]}_{run['slurm']['index']}"
+                slurm = run["slurm"]
+                if arrays:  # submitit submits a plain job for a single run, an array otherwise
+                    job_id = arrays[-1] if slurm["of"] == 1 else f"{arrays[-1]}_{slurm['index']}"
                     self.results.update(run["name"], status="queued",
-                                        slurm={**run["slurm"], "job_id": job_id, "submitted": time.time()})
-                else:
+                                        slurm={**slurm, "job_id": job_id, "submitted": slurm["marked"]})
+                elif time.time() - slurm["marked"] > UNKNOWN_AFTER_S:
                     self.results.update(run["name"], status="pending")
 
     def collect(self) -> None:
@@ -297,8 +303,9 @@ class SlurmMatrix(Matrix):
 
     def watch(self) -> None:
         """Until every job is over; a job pending past the limit stops the watching (it stays queued)."""
-        while self._waiting():
+        while self._waiting() or any(run["status"] == "submitting" for run in self.results.data["runs"]):
             time.sleep(POLL_S)
+            self.recover_submissions()
             self.collect()
             now = time.time()
             for run in self._waiting():
