@@ -116,6 +116,28 @@ def test_a_submitter_may_exit_and_continue_resumes_a_cancelled_job_without_dupli
     assert steps == sorted(set(steps)) and set(range(10, 3001, 10)) <= set(steps) and len(steps) <= 301, steps
 
 
+@pytest.mark.slow
+def test_a_run_at_its_time_limit_saves_its_checkpoint_and_is_marked_interrupted(tmp_path, tracking_env, slurm_cluster):
+    """SLURM warns a job (SIGUSR2, submitit's --signal) before its time limit and then stops it
+    (SIGTERM): either way the trainer saves ckpt_last.pt and the matrix marks the run interrupted,
+    to resume with CONTINUE (as the cancelled run above)."""
+    configure(tmp_path, "CONFIG_TEST_OPTIMIZER_ADAMW=y", "CONFIG_TEST_PRUNING_NONE=y", *SLURM,
+              "CONFIG_MATRIX_SLURM_TIME_MINUTES=1", "CONFIG_MAX_ITERS=10000000", "CONFIG_EVAL_INTERVAL=100000",
+              "CONFIG_LOG_INTERVAL=1000")
+    done = make(tmp_path, "test_matrix", timeout=300, **FAST_POLL)
+    assert done.returncode != 0, done.stdout + done.stderr  # the run did not finish: make says so
+    _, summary = summary_of(tmp_path)
+    run, = summary["runs"]
+    assert run["status"] == "interrupted" and run["stop_reason"] == "interrupted", run
+    assert run["slurm"]["state"] in ("COMPLETED", "TIMEOUT") and run["slurm"]["elapsed_s"] <= 90, run
+    run_dir = tmp_path / run["run_dir"]
+    assert (run_dir / "ckpt_last.pt").exists()
+    log = (run_dir / "train.log").read_text()
+    assert re.search(r"^SIG(USR2|TERM): stopping after this step", log, re.MULTILINE), log
+    assert "delivery process" not in log  # the scheduler's signal did not cut the delivery short
+    assert f"rerun them with CONTINUE={run_dir.parent.parent.name}" in done.stderr
+
+
 def test_no_scheduler_is_one_line_and_writes_nothing(tmp_path):
     configure(tmp_path, *TWO, *SLURM)
     empty = tmp_path / "empty-path"
