@@ -197,8 +197,28 @@ def _nodes_idle() -> bool:
     return all(states.get(node, "").startswith(("idle", "mix", "alloc")) for node in NODES)
 
 
+def cancel_jobs(base: Path, seconds: float = 45) -> None:
+    """Cancel every job still queued or running and wait for them to end: a job step outlives its
+    slurmd (slurmstepd and srun would wait for a controller that is gone)."""
+    env = {**os.environ, "SLURM_CONF": str(base / "slurm.conf")}
+    listing = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, env=env, timeout=60)
+    jobs = listing.stdout.split() if listing.returncode == 0 else []
+    if not jobs:
+        return
+    subprocess.run(["scancel", *jobs], capture_output=True, env=env, timeout=60)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, env=env, timeout=60)
+        if left.returncode or not left.stdout.split():
+            return
+        time.sleep(0.5)
+
+
 def stop(base: Path) -> list[str]:
-    """SIGTERM each daemon this folder started (then SIGKILL after 10 s); returns what was stopped."""
+    """Cancel the jobs left, then SIGTERM each daemon this folder started (then SIGKILL after 10 s);
+    returns what was stopped."""
+    if (base / "pids" / "slurmctld").exists():
+        cancel_jobs(base)
     stopped = []
     for name in DAEMONS:
         pid_file = base / "pids" / name
