@@ -60,7 +60,10 @@ def test_one_gpt2_run_spans_two_slurm_nodes_and_rank_0_tracks_it_once(tmp_path, 
         assert sum("gpus" in line for line in lines) >= 1 and lines[-1]["event"] == "stop", directory
         assert {p.name for p in directory.glob("gpu_*.png")} == {"gpu_memory.png", "gpu_load_balance.png",
                                                                  "gpu_timeline.png"}, directory
-    assert re.search(r"^1: gpu monitor: sampling 2 GPU\(s\) .* into \S+/node1/gpu.jsonl", log, re.MULTILINE), log
+    # c10d numbers the nodes in the order they join: torchrun's node 1 is either srun task
+    samplers = dict(re.findall(r"^([01]): gpu monitor: sampling 2 GPU\(s\) .* into \S+/mn/(node1/)?gpu.jsonl", log,
+                               re.MULTILINE))
+    assert sorted(samplers.values()) == ["", "node1/"] and sorted(samplers) == ["0", "1"], log
 
 
 def test_without_slurm_multinode_says_so_in_one_line(tmp_path):
