@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adamwprune import child_env
 from adamwprune.errors import UserError
-from adamwprune.scheduler import ACTIVE, POLL_S, partitions, slurm_output
+from adamwprune.scheduler import ACTIVE, POLL_S, job_states, partitions, slurm_output
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "scripts" / "gpt2_multinode.sbatch"
@@ -88,14 +88,11 @@ def submit(args: argparse.Namespace, root: Path) -> tuple[str, str]:
 
 
 def job_end(job_id: str) -> dict[str, str]:
-    """sacct's State, NodeList, ElapsedRaw and ExitCode of the job once it has ended."""
-
+    """sacct's record of the job (state, nodes, elapsed_s, exit_code) once it has ended."""
     while True:
-        out = slurm_output(["sacct", "-n", "-X", "-P", "-o", "State,NodeList,ElapsedRaw,ExitCode", "-j", job_id],
-                     f"cannot read job {job_id}'s state")
-        fields = (out.strip().splitlines() or [""])[-1].split("|")  # the latest record of a requeued job
-        if len(fields) == 4 and fields[0] and fields[0].split()[0] not in ACTIVE:
-            return dict(zip(("state", "nodes", "elapsed_s", "exit_code"), fields))
+        info = job_states([job_id], who="multinode").get(job_id)
+        if info is not None and info["state"] not in ACTIVE:
+            return info
         time.sleep(POLL_S)  # pending, running, or not yet in the accounting
 
 
@@ -114,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped waiting; job {job_id} keeps running (scancel {job_id} stops it)", file=sys.stderr)
         raise
-    state = end["state"].split()[0]  # "CANCELLED by 0" -> CANCELLED
-    print(f"job {job_id} {state} on {end['nodes']} after {end['elapsed_s']} s (exit code {end['exit_code']}); "
+    print(f"job {job_id} {end['state']} on {end['nodes']} after {end['elapsed_s']} s (exit code {end['exit_code']}); "
           f"output: {output}", flush=True)
-    return 0 if state == "COMPLETED" else 1
+    return 0 if end["state"] == "COMPLETED" else 1

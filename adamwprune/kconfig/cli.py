@@ -16,7 +16,7 @@ from typing import Sequence
 
 from adamwprune.errors import UserError
 from adamwprune.kconfig.generated import DOTCONFIG, typed_values, write_pyconfig
-from adamwprune.kconfig.symbols import TRACKER_SWITCHES
+from adamwprune.kconfig.symbols import CHOICES, TRACKER_SWITCHES
 from adamwprune.kconfig.tree import (apply_command_line, auto_project_names, find_defconfig,
                                      list_defconfigs, load_tree, resolve_project, set_symbol,
                                      tree_root, write_dotconfig)
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("output", nargs="?", default="defconfig", help="file to write (default: defconfig)")
     sub = command("run", cmd_run, "run the configured training, or the test matrix")
     sub.add_argument("--matrix", action="store_true", help="run as a test matrix even for one combination")
-    sub.add_argument("--executor", choices=("local", "slurm"),
+    sub.add_argument("--executor", choices=tuple(CHOICES["MATRIX_EXECUTOR"].values()),
                      help="where the matrix's runs go (make's EXECUTOR=): this machine, or SLURM jobs")
     sub.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                      help="make command-line variable for this run: TRACKER=..., GPU_MONITOR=y|n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -35,12 +34,12 @@ from adamwprune.errors import UserError
 from adamwprune.fileio import atomic_write_bytes
 from adamwprune.matrix.results import TRAIN_LOG, Results
 from adamwprune.matrix.run import Matrix, continuation_flags, exit_status, finished_fields, matrix_flags, run_dir_of
-from adamwprune.scheduler import ACTIVE, POLL_S, partitions, slurm_output
+from adamwprune.scheduler import ACTIVE, POLL_S, job_states, partitions, slurm_output
 
 JOB_FILE = "slurm_job.json"  # in the run directory: the job that ran it, where, and the trainer's exit code
 SUBMITIT_FOLDER = "slurm"  # in the results folder: submitit's pickles and job logs, one folder per job
+IN_FLIGHT = ("submitting", "queued", "running")  # statuses of a run whose job is (or may be) with SLURM
 UNKNOWN_AFTER_S = 600  # a job sacct still does not know this long after its sbatch is lost: resubmitted
-ARRAY_RE = re.compile(r"^(\d+)_\[([^\]%]+)(?:%\d+)?\]$")
 
 # a run's commands (the trainer, after its check under torchrun) for its flags
 Commands = Callable[[list[str]], list[list[str]]]
@@ -84,41 +83,6 @@ def check_scheduler(partition: str) -> None:
     partitions("EXECUTOR=slurm", ("sbatch", "sacct", "sinfo", "squeue"),
                "run the matrix on a login node of the cluster, or use EXECUTOR=local",
                "the matrix reads its jobs' states from sacct", partition, "CONFIG_MATRIX_SLURM_PARTITION")
-
-
-def job_states(job_ids: list[str]) -> dict[str, dict]:
-    """``job id -> {state, elapsed_s, nodes}`` from sacct, for array tasks (``12_3``); a pending
-    array's unexpanded tasks (``12_[3-5%2]``) are listed one by one."""
-    if not job_ids:
-        return {}
-    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = slurm_output(["sacct", "-n", "-X", "-P", "-o", "JobID,State,ElapsedRaw,NodeList", "-j", ",".join(arrays)],
-                       "EXECUTOR=slurm: cannot read the jobs' states")
-    states: dict[str, dict] = {}
-    for line in out.splitlines():
-        fields = line.split("|")
-        if len(fields) < 4:
-            continue
-        job_id, state, elapsed, nodes = fields[:4]
-        info = {"state": state.split()[0] if state else "UNKNOWN",
-                "elapsed_s": int(elapsed) if elapsed.isdigit() else None,
-                "nodes": nodes if nodes and nodes != "None assigned" else None}
-        pending = ARRAY_RE.match(job_id)
-        if pending:
-            for task in _expand(pending.group(2)):
-                states[f"{pending.group(1)}_{task}"] = info
-        else:
-            states[job_id] = info
-    return states
-
-
-def _expand(tasks: str) -> list[int]:
-    """``0-2,5`` -> [0, 1, 2, 5]"""
-    numbers: list[int] = []
-    for part in tasks.split(","):
-        low, _, high = part.partition("-")
-        numbers.extend(range(int(low), int(high or low) + 1))
-    return numbers
 
 
 def pending_reason(job_id: str) -> str:
@@ -195,7 +159,7 @@ class SlurmMatrix(Matrix):
     def run(self) -> int:
         self.recover_submissions()
         self.collect()
-        self.submit([run for run in self.todo() if not self._active(run)])
+        self.submit([run for run in self.todo() if run["status"] not in IN_FLIGHT])
         try:
             self.watch()
         except KeyboardInterrupt:
@@ -207,10 +171,6 @@ class SlurmMatrix(Matrix):
         code = self._print_summary()
         self._report()
         return code
-
-    @staticmethod
-    def _active(run: dict) -> bool:
-        return run["status"] in ("submitting", "queued", "running")
 
     def _waiting(self) -> list[dict]:
         return [run for run in self.results.data["runs"] if run["status"] in ("queued", "running")]
@@ -298,8 +258,8 @@ class SlurmMatrix(Matrix):
                                 **finished_fields(self.cfg, self.root, self.results, run, status, code,
                                                   float(info["elapsed_s"] or 0)))
             self.durations.append(float(info["elapsed_s"] or 0))
-            self._progress(run, sum(r["status"] not in ("queued", "running", "submitting", "pending")
-                                    for r in self.results.data["runs"]), len(self.results.data["runs"]))
+            self._progress(run, sum(r["status"] not in (*IN_FLIGHT, "pending") for r in self.results.data["runs"]),
+                           len(self.results.data["runs"]))
 
     def watch(self) -> None:
         """Until every job is over; a job pending past the limit stops the watching (it stays queued)."""
